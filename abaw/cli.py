@@ -1,0 +1,102 @@
+"""The ``abaw`` command line.
+
+Each subcommand lives in its own module under :mod:`abaw.commands` exposing two functions,
+``configure(parser)`` (adds its arguments to an :class:`argparse.ArgumentParser`) and
+``run(args) -> int`` (the exit status). Only the chosen subcommand's module is imported, so
+``abaw score`` or ``abaw validate`` start in well under a second without importing torch.
+
+The training subcommands ``fit``, ``test`` and ``predict`` (and ``validate`` when it is given
+a ``--config`` rather than a submission format) go to the LightningCLI in
+:mod:`abaw.training.cli`.
+
+Errors the toolkit knows about (:class:`abaw.errors.AbawError`) are printed as one message
+and exit with status 2; an unexpected exception is printed without its traceback unless
+``ABAW_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from abaw.errors import AbawError
+
+#: subcommand -> (module under abaw.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "score": ("score", "score a submission file against ground truth with the official metric"),
+    "validate": ("validate", "check a submission file before uploading it (or, with --config, run a Lightning validation)"),
+    "synth": ("synth", "generate the embedded synthetic data in the official on-disk layouts"),
+    "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
+    "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+#: Submission formats accepted by ``abaw validate``; anything else after ``validate`` goes to
+#: the LightningCLI.
+SUBMISSION_FORMATS = ("mtl", "lsd", "va", "expr", "au", "ce")
+
+
+def _usage() -> str:
+    lines = ["usage: abaw <command> [options]", "", "commands:"]
+    for name, (_, text) in COMMANDS.items():
+        lines.append(f"  {name:<10} {text}")
+    lines.append(f"  {'fit':<10} train a model from a YAML config (LightningCLI; also test, predict)")
+    lines.append("")
+    lines.append("`abaw <command> --help` shows a command's options.")
+    return "\n".join(lines)
+
+
+def _is_lightning(argv: list[str]) -> bool:
+    if not argv or argv[0] not in LIGHTNING_COMMANDS:
+        return False
+    if argv[0] != "validate":
+        return True
+    return not (len(argv) > 1 and argv[1] in SUBMISSION_FORMATS) and any(
+        a.startswith("--config") or a.startswith("--print_config") for a in argv[1:]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(_usage())
+            return 0 if argv else 2
+        if argv[0] in ("--version", "-V"):
+            from abaw import __version__
+
+            print(f"abaw {__version__}")
+            return 0
+        if _is_lightning(argv):
+            from abaw.training.cli import run_lightning_cli
+
+            return run_lightning_cli(argv)
+        name = argv[0]
+        if name not in COMMANDS:
+            print(f"abaw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+            return 2
+        module = importlib.import_module(f"abaw.commands.{COMMANDS[name][0]}")
+        parser = argparse.ArgumentParser(prog=f"abaw {name}", description=COMMANDS[name][1])
+        module.configure(parser)
+        args = parser.parse_args(argv[1:])
+        return int(module.run(args) or 0)
+    except AbawError as err:
+        print(f"abaw: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("abaw: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # never show a user a bare traceback
+        if os.environ.get("ABAW_DEBUG"):
+            raise
+        print(
+            f"abaw: internal error: {type(err).__name__}: {err}\n"
+            "(set ABAW_DEBUG=1 to see the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``abaw`` subcommand: each defines ``configure(parser)`` and ``run(args)``."""

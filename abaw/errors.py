@@ -1,0 +1,35 @@
+"""Errors the toolkit raises on bad input: each names the file, the line and what is wrong.
+
+The CLI catches :class:`AbawError` and prints its message (no traceback), exiting with 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AbawError(Exception):
+    """Base class of every error the toolkit reports to a user as a message."""
+
+
+class FormatError(AbawError):
+    """A file does not follow its official format.
+
+    ``line`` is 1-based (line 1 is the header) or ``None`` when the problem is the file as a
+    whole (missing, empty, unreadable).
+    """
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(AbawError):
+    """A configuration value or command-line argument is invalid."""
+
+
+class AssetError(AbawError):
+    """A pretrained-weights asset is missing, unknown or fails its checksum."""

@@ -1,0 +1,93 @@
+"""The ABAW vocabularies: class names, AU names, sentinels, official headers and file names.
+
+This is the one place these facts live (see ``shared/ABAW_FORMATS.md``); every other module
+imports them from here. Indices are positions in these tuples: expression 0 is Neutral,
+AU index 0 is AU1, LSD class 0 is Anger, and so on.
+"""
+
+from __future__ import annotations
+
+# --- 4th ABAW MTL / per-video EXPR (5th edition on): 8 expression classes ------------------
+EXPRESSIONS: tuple[str, ...] = (
+    "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other",
+)
+NUM_EXPRESSIONS = len(EXPRESSIONS)
+#: 1st/2nd editions used 7 classes (no ``Other``).
+EXPRESSIONS_7: tuple[str, ...] = EXPRESSIONS[:7]
+
+# --- the 12 ABAW action units, in the official column order ---------------------------------
+AUS: tuple[str, ...] = (
+    "AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26",
+)
+NUM_AUS = len(AUS)
+
+# --- LSD (4th ABAW learning from synthetic data): 6 classes, alphabetical -------------------
+LSD_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+NUM_LSD_CLASSES = len(LSD_CLASSES)
+#: Folder names as the organisers ship them (``ANGRER`` is their spelling, kept on purpose).
+LSD_FOLDERS: tuple[str, ...] = ("ANGRER", "DISGUST", "FEAR", "HAPPINESS", "SADNESS", "SURPRISE")
+#: Every folder spelling accepted when reading, mapped to the class index.
+LSD_FOLDER_TO_CLASS: dict[str, int] = {
+    **{name: i for i, name in enumerate(LSD_FOLDERS)},
+    "ANGER": 0,
+    "ANGERE": 0,
+}
+
+# --- compound expressions (6th/7th editions, CE challenge) ----------------------------------
+COMPOUND_EXPRESSIONS: tuple[str, ...] = (
+    "Fearfully_Surprised", "Happily_Surprised", "Sadly_Surprised", "Disgustedly_Surprised",
+    "Angrily_Surprised", "Sadly_Fearful", "Sadly_Angry",
+)
+NUM_COMPOUND = len(COMPOUND_EXPRESSIONS)
+
+# --- sentinels for "not annotated" ----------------------------------------------------------
+VA_MISSING = -5.0
+EXPR_MISSING = -1
+AU_MISSING = -1
+
+# --- MTL (s-Aff-Wild2) files and headers ----------------------------------------------------
+MTL_TRAIN_FILE = "training_set_annotations.txt"
+MTL_VAL_FILE = "validation_set_annotations.txt"
+MTL_TEST_LIST = "MTL_Challenge_test_set_release.txt"
+MTL_IMAGE_DIR = "cropped_aligned"
+#: Column names of the 16-field annotation lines (the literal header of the official files is
+#: not verified, so readers skip line 1 and parse by position).
+MTL_ANNOTATION_COLUMNS: tuple[str, ...] = ("image", "valence", "arousal", "expression", *AUS)
+MTL_ANNOTATION_HEADER = ",".join(MTL_ANNOTATION_COLUMNS)
+#: Line 1 of the test list and of the submission file (5 names over 16 data fields).
+MTL_SUBMISSION_HEADER = "image,valence,arousal,expression,aus"
+MTL_TEST_LIST_HEADER = MTL_SUBMISSION_HEADER
+
+# --- LSD files and headers ------------------------------------------------------------------
+LSD_TRAIN_DIR = "training_set_synthetic_images"
+LSD_VAL_DIR = "validation_set_real_images"
+LSD_TEST_LIST = "LSD_Challenge_test_set_release.txt"
+LSD_SUBMISSION_HEADER = "image,expression"
+LSD_TEST_LIST_HEADER = LSD_SUBMISSION_HEADER
+
+# --- per-video tasks (Aff-Wild2) ------------------------------------------------------------
+PER_VIDEO_TASKS: tuple[str, ...] = ("va", "expr", "au")
+#: Annotation folder names per task; the first is the current name, the rest older editions'.
+PER_VIDEO_FOLDERS: dict[str, tuple[str, ...]] = {
+    "va": ("VA_Estimation_Challenge", "VA_Set"),
+    "expr": ("EXPR_Recognition_Challenge", "EXPR_Classification_Challenge", "EXPR_Set"),
+    "au": ("AU_Detection_Challenge", "AU_Set"),
+}
+PER_VIDEO_SPLITS: tuple[str, ...] = ("Train_Set", "Validation_Set")
+PER_VIDEO_TEST_NAMES_DIR = "names_of_videos_in_each_test_set"
+#: Line 1 of a per-video annotation file.
+PER_VIDEO_HEADERS: dict[str, str] = {
+    "va": "valence,arousal",
+    "expr": ",".join(EXPRESSIONS),
+    "au": ",".join(AUS),
+}
+PER_VIDEO_HEADERS_EXPR_7 = ",".join(EXPRESSIONS_7)
+#: Line 1 of a 5th-edition-on submission / sample file, per task.
+PER_VIDEO_SUBMISSION_HEADERS: dict[str, str] = {
+    "va": "image_location,valence,arousal",
+    "expr": "image_location," + ",".join(EXPRESSIONS),
+    "au": "image_location," + ",".join(AUS),
+    "ce": "image_location," + ",".join(COMPOUND_EXPRESSIONS),
+}
+#: Frame image name for 1-based frame number k of a video.
+FRAME_NAME_FORMAT = "{:05d}.jpg"
