@@ -1,0 +1,59 @@
+"""``abaw lsd superres SRC DST`` and ``abaw lsd hands SRC``: the cached LSD image steps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="step", required=True)
+    sr = sub.add_parser("superres", help="Real-ESRGAN an image tree into DST (same relative paths and names)")
+    sr.add_argument("src", type=Path, help="folder of images (searched recursively)")
+    sr.add_argument("dst", type=Path, help="output folder (mirrors SRC)")
+    sr.add_argument("--model", choices=("compact", "x4plus"), default="compact",
+                    help="compact: SRVGGNetCompact, ~20x faster; x4plus: RRDBNet, the quality model")
+    sr.add_argument("--size", type=int, default=112, help="output side in pixels (the training resolution)")
+    sr.add_argument("--batch", type=int, default=16, help="images per forward pass")
+    sr.add_argument("--tile", type=int, default=0, help="tile side for large inputs (0 = no tiling)")
+    sr.add_argument("--workers", type=int, default=1, help="processes (1 = one process using all torch threads)")
+    sr.add_argument("--device", default="cpu", help="cpu or cuda")
+    sr.add_argument("--cache-dir", type=Path, default=None, help="result cache (default $ABAW_CACHE_DIR/lsd)")
+    sr.add_argument("--quiet", action="store_true", help="no progress bar")
+    hands = sub.add_parser("hands", help="detect hands over faces; write a CSV")
+    hands.add_argument("src", type=Path, help="folder of images (searched recursively)")
+    hands.add_argument("--out", type=Path, default=Path("hands.csv"), help="CSV to write")
+    hands.add_argument("--min-confidence", type=float, default=0.3, help="palm detection / presence threshold")
+    hands.add_argument("--upscale", type=int, default=256, help="upscale small crops to this side first")
+    hands.add_argument("--pad", type=float, default=0.25, help="grey border, as a fraction of the side")
+    hands.add_argument("--cache-dir", type=Path, default=None, help="result cache (default $ABAW_CACHE_DIR/lsd)")
+    hands.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _report_failures(failed: list[tuple[Path, str]]) -> None:
+    for path, reason in failed:
+        print(f"abaw: skipped {path}: {reason}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.step == "superres":
+        from abaw.lsd.superres import run_superres
+
+        report = run_superres(args.src, args.dst, args.model, args.size, args.batch, args.tile,
+                              args.workers, args.device, args.cache_dir, not args.quiet)
+        _report_failures(report.failed)
+        print(f"superres {args.model}: {report.total} images, {report.computed} computed, "
+              f"{report.cached} from cache, {len(report.failed)} skipped, {report.seconds:.1f} s "
+              f"({report.images_per_second:.1f} images/s computed)")
+        return 0
+    from abaw.lsd.hands import DetectorSettings, detect_folder, write_csv
+
+    settings = DetectorSettings(args.min_confidence, args.upscale, args.pad)
+    report = detect_folder(args.src, settings, args.cache_dir, not args.quiet)
+    _report_failures(report.failed)
+    write_csv(args.out, report.rows)
+    with_hand = sum(result.hand for _, result in report.rows)
+    print(f"hands: {len(report.rows)} images, {with_hand} with a hand, {report.cached} from cache, "
+          f"{len(report.failed)} skipped -> {args.out}")
+    return 0

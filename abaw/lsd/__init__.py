@@ -1,0 +1,1 @@
+"""LSD pipeline steps: ncnn weight conversion, Real-ESRGAN super-resolution, hand detection."""
