@@ -14,14 +14,21 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from abaw.fileio import atomic_write_text
 
-#: where the embedded synthetic data is generated (relative to the project root)
+#: where the embedded synthetic data is generated (relative to the project root); other
+#: sizes get their own folder (``data/synth-tiny``) so they never overwrite each other
 SYNTH_DIR = Path("data/synth")
+
+
+def synth_dir(size: str) -> Path:
+    """The folder of the embedded data of one ``--synth-size``."""
+    return SYNTH_DIR if size == "default" else SYNTH_DIR.with_name(f"synth-{size}")
 
 log = logging.getLogger("abaw.recipe")
 
@@ -35,6 +42,10 @@ def setup_logging() -> None:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    # The recipes call the LightningCLI in-process on purpose; its "args and sys.argv" notice
+    # and a pytree deprecation inside Lightning are noise to a user.
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
     for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -61,17 +72,19 @@ class Steps:
         return round(time.perf_counter() - self._start, 1)
 
 
-def ensure_synthetic_data(size: str, seed: int, out: Path = SYNTH_DIR) -> dict:
-    """Generate the embedded default data (or reuse a complete earlier output)."""
+def ensure_synthetic_data(size: str, seed: int) -> Path:
+    """Generate the embedded data (or reuse a complete earlier output); returns its folder."""
     from abaw.synth import generate
 
+    out = synth_dir(size) if seed == 0 else synth_dir(size).with_name(
+        f"{synth_dir(size).name}-seed{seed}")
     manifest = generate(out, size=size, seed=seed)
     how = "reused" if manifest.get("reused") else f"generated in {manifest['seconds']['total']} s"
     log.info("embedded synthetic data (%s, seed %d) %s: %s", size, seed, how, out)
-    return manifest
+    return out
 
 
-def oracle(out: Path = SYNTH_DIR) -> dict:
+def oracle(out: Path) -> dict:
     """The oracle ceiling of the embedded data (computed once, saved as oracle.json)."""
     from abaw.synth.oracle import oracle_report
 

@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     synthetic = args.data is None
     if synthetic:
         with steps.step("embedded data"):
-            ensure_synthetic_data(args.synth_size, args.seed)
-        data_root = SYNTH_DIR / "mtl"
+            synth = ensure_synthetic_data(args.synth_size, args.seed)
+        data_root = synth / "mtl"
         run_name = run_name if args.synth_size == "default" else f"{run_name}-{args.synth_size}"
     else:
         data_root = Path(args.data).expanduser()
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     if synthetic:
         with steps.step("true test score and oracle ceiling (embedded data only)"):
             test_score = score_mtl(submission, data_root / MTL_TEST_TRUTH).values
-            ceiling = oracle()["mtl"]
+            ceiling = oracle(synth)["mtl"]
             report["test"] = test_score
             report["oracle"] = {s: ceiling[s]["oracle"]["P_MTL"] for s in ("validation", "test")}
             report["fraction_of_oracle"] = {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from abaw.fileio import atomic_write_text
 from challenges import mtl
-from challenges.common import SYNTH_DIR, ensure_synthetic_data, oracle, write_report
+from challenges.common import ensure_synthetic_data, oracle, write_report
 
 #: name -> (config, extra LightningCLI overrides, term the row is judged on)
 ROWS: dict[str, tuple[str, list[str], str]] = {
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = ROWS if not args.rows else {k: ROWS[k] for k in args.rows.split(",")}
 
-    ensure_synthetic_data(args.synth_size, 0)
-    ceiling = oracle(SYNTH_DIR)["mtl"]
+    ceiling = oracle(ensure_synthetic_data(args.synth_size, 0))["mtl"]
     results: dict[str, dict] = {
         "oracle ceiling": {"validation": _terms(ceiling["validation"]["oracle"]),
                            "test": _terms(ceiling["test"]["oracle"]), "judged_on": "P_MTL"},
