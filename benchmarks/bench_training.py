@@ -9,8 +9,10 @@ What is compared, and how it is kept fair:
   bare ``pl.Trainer`` (no logger, checkpoints, progress bar, summary or validation) against
   :class:`PlainMtl`, a hand-written loop over *deep copies of the same modules* (network,
   task weighting, class weights and AU ``pos_weight``): the same forward, the same masked
-  losses written out with :mod:`abaw.models.losses` and the same uncertainty weighting,
-  backward, AdamW over the same parameter groups and the same warm-up/cosine schedule. Both
+  losses and uncertainty weighting (the functions the module calls,
+  :func:`~abaw.training.mtl_module.mtl_task_losses` and ``weighted_total``), backward, AdamW
+  over the same parameter groups and the same warm-up/cosine schedule
+  (:func:`abaw.training.optim.adamw_warmup_cosine`), with no Lightning in between. Both
   read the same :class:`~abaw.data.mtl.MtlDataset` (decoded from JPEG and augmented on the
   fly) through the same ``DataLoader`` settings (main process, a seeded sampler drawing
   ``batch_size x steps`` rows with replacement, so a round is one epoch however small the
@@ -111,7 +113,7 @@ def make_loader(dataset: Dataset, batch_size: int, batches: int, workers: int,
                 seed: int) -> DataLoader:
     """Exactly ``batches`` full batches drawn with replacement (one epoch, however small the
     data), in a seeded order; the settings both training sides share."""
-    from abaw.data.mtl import collate_skip_unreadable
+    from abaw.data.loaders import collate_skip_unreadable
 
     sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * batches,
                             generator=torch.Generator().manual_seed(seed))
@@ -180,44 +182,26 @@ class PlainMtl(nn.Module):
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted multi-task loss; a task without a label in the batch adds its exact 0."""
-        from abaw.models import au_loss, ccc_loss, expression_loss
+        from abaw.training.mtl_module import mtl_task_losses, weighted_total
 
-        out = self.net(batch["image"])
-        losses: dict[str, torch.Tensor] = {}
-        present: set[str] = set()
-        if "va" in self.tasks:
-            losses["va"] = ccc_loss(out["va"], batch["va"], batch["va_mask"])
-            if int(batch["va_mask"].sum()) >= 2:  # CCC needs two labelled rows
-                present.add("va")
-        if "expr" in self.tasks:
-            losses["expr"] = expression_loss(out["expr"], batch["expr"], self.expr_class_weight,
-                                             self.hp["label_smoothing"])
-            if bool((batch["expr"] >= 0).any()):
-                present.add("expr")
-        if "au" in self.tasks:
-            losses["au"] = au_loss(out["au"], batch["au"], self.au_pos_weight)
-            if bool((batch["au"] >= 0).any()):
-                present.add("au")
-        total = self.weighting({t: losses[t] for t in self.tasks if t in present})
-        for task in self.tasks:
-            if task not in present:
-                total = total + losses[task]
-        return total
+        losses, present = mtl_task_losses(
+            self.net(batch["image"]), batch, self.tasks,
+            expr_class_weight=self.expr_class_weight, au_pos_weight=self.au_pos_weight,
+            label_smoothing=self.hp["label_smoothing"],
+        )
+        return weighted_total(self.weighting, self.tasks, losses, present)
 
     def optimiser(self, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
         """AdamW over layer-decay parameter groups and the per-step warm-up/cosine schedule."""
-        from abaw.models import param_groups_layer_decay
-        from abaw.training.mtl_module import warmup_cosine
+        from abaw.training.mtl_module import weighting_parameter_names
+        from abaw.training.optim import adamw_warmup_cosine
 
         hp = self.hp
-        no_decay = {n for n, _ in self.named_parameters() if n.startswith("weighting.")}
-        groups = param_groups_layer_decay(self, hp["lr"], hp["weight_decay"], hp["layer_decay"],
-                                          no_weight_decay=no_decay)
-        optimiser = torch.optim.AdamW(groups, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        warmup = int(hp["warmup_fraction"] * total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimiser, lambda step: warmup_cosine(step, total_steps, warmup, hp["min_lr_ratio"]))
-        return optimiser, scheduler
+        return adamw_warmup_cosine(
+            self, lr=hp["lr"], weight_decay=hp["weight_decay"], layer_decay=hp["layer_decay"],
+            warmup_fraction=hp["warmup_fraction"], min_lr_ratio=hp["min_lr_ratio"],
+            total_steps=total_steps, no_weight_decay=weighting_parameter_names(self),
+        )
 
 
 def plain_round(model: PlainMtl, loader: DataLoader) -> TrainingRound:

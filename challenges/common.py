@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -35,13 +34,9 @@ log = logging.getLogger("abaw.recipe")
 
 def setup_logging() -> None:
     """Recipe messages on stderr as ``abaw: ...`` (Lightning keeps its own format)."""
-    logger = logging.getLogger("abaw")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("abaw: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    from abaw.log import configure_logging
+
+    configure_logging()
     # The recipes call the LightningCLI in-process on purpose; its "args and sys.argv" notice
     # and a pytree deprecation inside Lightning are noise to a user.
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")

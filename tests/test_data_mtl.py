@@ -11,11 +11,11 @@ import torch
 from mtl_fixtures import make_mtl_data
 
 from abaw.data.images import check_images, grey_image, load_rgb
+from abaw.data.loaders import collate_skip_unreadable
 from abaw.data.mtl import (
     DATA_ROOT_ENV,
     MtlDataModule,
     MtlLabels,
-    collate_skip_unreadable,
     resolve_data_root,
     task_balanced_weights,
 )

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from abaw.data.lsd import LsdDataModule
 from abaw.errors import ConfigError, FormatError
@@ -295,6 +296,9 @@ def test_shipped_config_parses_through_the_cli(config: Path, capsys: pytest.Capt
     assert run_lsd_cli(["fit", "--config", str(config), "--print_config"]) == 0
     printed = capsys.readouterr().out
     assert "challenge: lsd" in printed and "monitor: val/f1" in printed
+    # last.ckpt comes from its own every-epoch callback (never stale after a worse epoch)
+    last = yaml.safe_load(printed)["last_checkpoint"]
+    assert last["filename"] == "last" and last["monitor"] is None
     for line in config.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#") and not stripped.startswith("- "):

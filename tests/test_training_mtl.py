@@ -24,7 +24,8 @@ from abaw.formats.readers import read_mtl_annotations, read_mtl_submission
 from abaw.formats.writers import write_mtl_submission
 from abaw.metrics import mtl_score
 from abaw.training.metric import MtlMetric
-from abaw.training.mtl_module import MtlModule, warmup_cosine
+from abaw.training.mtl_module import MtlModule
+from abaw.training.optim import warmup_cosine
 from abaw.vocab import MTL_VAL_FILE
 
 torch.set_num_threads(1)
@@ -94,7 +95,7 @@ def test_warmup_cosine_schedule_values() -> None:
 
 
 def test_warmup_cosine_scheduler_resumes_and_takes_new_groups() -> None:
-    from abaw.training.mtl_module import WarmupCosine
+    from abaw.training.optim import WarmupCosine
 
     def make(total: int):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -163,7 +164,7 @@ def test_predict_step_outputs() -> None:
 
 def test_fixed_weighting_and_freeze_callback() -> None:
     from abaw.errors import ConfigError
-    from abaw.training.mtl_module import FreezeBackbone
+    from abaw.training.optim import FreezeBackbone
 
     module = MtlModule(backbone="vit_test", img_size=32, weighting="fixed",
                        task_weights={"va": 2.0, "expr": 1.0, "au": 0.5},

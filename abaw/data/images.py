@@ -7,7 +7,7 @@ Conventions:
   are found once, up front (:func:`check_images`, an existence check, cheap even for 170k
   files); decode failures can only be seen when an image is loaded, so :func:`load_rgb`
   returns ``None`` for them and the dataset skips that sample (see
-  :func:`abaw.data.mtl.collate_skip_unreadable`);
+  :func:`abaw.data.loaders.collate_skip_unreadable`);
 - every problem is reported **once**: one summary line (a count and the first few paths)
   through :mod:`logging`, the full list written to a text file in the run directory
   (:meth:`ImageProblems.write`);

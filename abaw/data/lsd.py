@@ -42,9 +42,8 @@ from typing import Any, Literal
 import albumentations as A
 import cv2
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, WeightedRandomSampler
 
 from abaw.data.images import (
     ImageProblems,
@@ -53,7 +52,8 @@ from abaw.data.images import (
     load_rgb,
     refuse_missing_test_images,
 )
-from abaw.data.mtl import DATA_ROOT_ENV, collate_skip_unreadable
+from abaw.data.loaders import SplitDataModule, collate_skip_unreadable
+from abaw.data.mtl import DATA_ROOT_ENV
 from abaw.data.transforms import STRENGTHS, eval_transforms, train_transforms
 from abaw.errors import AbawError, ConfigError, FormatError
 from abaw.formats.readers import read_lsd_labels, read_lsd_test_list, read_lsd_tree
@@ -449,7 +449,7 @@ class LsdDataset(Dataset):
 # --- the DataModule ---------------------------------------------------------------------------
 
 
-class LsdDataModule(pl.LightningDataModule):
+class LsdDataModule(SplitDataModule):
     """Train / validation / test / predict loaders over an LSD data root (official layout).
 
     Args:
@@ -478,6 +478,9 @@ class LsdDataModule(pl.LightningDataModule):
         predict_split: what ``predict`` runs on: ``"test"`` (the list) or ``"val"``.
         missing_test_images: ``"error"`` or ``"grey"`` for test images absent from disk.
         seed: seed of the balanced sampler's generator (reproducible epochs).
+
+    Loaders: :class:`abaw.data.loaders.SplitDataModule` (``balance="sampler"`` sets its
+    training sampler).
     """
 
     def __init__(
@@ -657,38 +660,12 @@ class LsdDataModule(pl.LightningDataModule):
 
     # --- loaders ---
 
-    def _loader(self, split: str, *, train: bool = False) -> DataLoader:
-        if split not in self.datasets:
-            raise ConfigError(f"the LSD {split} split is not set up (call setup first)")
-        dataset = self.datasets[split]
+    def train_sampler(self, dataset: LsdDataset) -> WeightedRandomSampler | None:
         hp = self.hparams
-        sampler = None
-        if train and hp.balance == "sampler":
-            weights = class_balanced_sample_weights(dataset.labels, hp.balance_power)
-            sampler = WeightedRandomSampler(
-                torch.from_numpy(weights), num_samples=len(dataset), replacement=True,
-                generator=torch.Generator().manual_seed(hp.seed),
-            )
-        batch_size = hp.batch_size if train else (hp.eval_batch_size or 2 * hp.batch_size)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            num_workers=hp.num_workers,
-            collate_fn=collate_skip_unreadable,
-            drop_last=train and len(dataset) > hp.batch_size,  # no 1-row BatchNorm batches
-            persistent_workers=hp.num_workers > 0,
+        if hp.balance != "sampler":
+            return None
+        weights = class_balanced_sample_weights(dataset.labels, hp.balance_power)
+        return WeightedRandomSampler(
+            torch.from_numpy(weights), num_samples=len(dataset), replacement=True,
+            generator=torch.Generator().manual_seed(hp.seed),
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")

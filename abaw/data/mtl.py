@@ -21,7 +21,8 @@ Conventions:
 - ``tasks`` restricts the labels a model sees (a single-task baseline): the other tasks'
   labels are blanked to their sentinels and rows left with no label are dropped;
 - missing images are found once in :meth:`MtlDataModule.setup` and skipped; unreadable ones
-  are skipped at load time (:func:`collate_skip_unreadable`); see :mod:`abaw.data.images`;
+  are skipped at load time (:func:`abaw.data.loaders.collate_skip_unreadable`); see
+  :mod:`abaw.data.images`; the loaders follow :class:`abaw.data.loaders.SplitDataModule`;
 - nothing is read in ``__init__``; the data root comes from the argument or the
   ``ABAW_DATA_ROOT`` environment variable.
 """
@@ -37,9 +38,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
+from torch.utils.data import Dataset, WeightedRandomSampler
 
 from abaw.data.images import (
     ImageProblems,
@@ -49,9 +49,15 @@ from abaw.data.images import (
     load_rgb,
     refuse_missing_test_images,
 )
+from abaw.data.loaders import SplitDataModule
 from abaw.data.transforms import AugmentStrength, eval_transforms, train_transforms
 from abaw.errors import AbawError, ConfigError
-from abaw.formats.readers import MtlAnnotations, read_mtl_annotations, read_mtl_test_list
+from abaw.formats.readers import (
+    MtlAnnotations,
+    MtlLabelMasks,
+    read_mtl_annotations,
+    read_mtl_test_list,
+)
 from abaw.vocab import (
     AU_MISSING,
     EXPR_MISSING,
@@ -103,8 +109,9 @@ def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class MtlLabels:
-    """Row-aligned label arrays of one split, restricted to the chosen tasks."""
+class MtlLabels(MtlLabelMasks):
+    """Row-aligned label arrays of one split, restricted to the chosen tasks (masks from
+    :class:`abaw.formats.readers.MtlLabelMasks`)."""
 
     images: np.ndarray  # object array of paths relative to the image root
     va: np.ndarray  # (N, 2) float32, -5 where missing
@@ -118,7 +125,7 @@ class MtlLabels:
         expression = np.asarray(ann.expression, dtype=np.int64).copy()
         aus = np.asarray(ann.aus, dtype=np.int64).copy()
         # A row is VA-labelled only when both values are; blank half-labelled pairs.
-        va[~(va > VA_MISSING).all(axis=1)] = VA_MISSING
+        va[~ann.va_mask] = VA_MISSING
         if "va" not in tasks:
             va[:] = VA_MISSING
         if "expr" not in tasks:
@@ -130,19 +137,6 @@ class MtlLabels:
 
     def __len__(self) -> int:
         return len(self.expression)
-
-    @property
-    def va_mask(self) -> np.ndarray:
-        return (self.va > VA_MISSING).all(axis=1)
-
-    @property
-    def expr_mask(self) -> np.ndarray:
-        return self.expression >= 0
-
-    @property
-    def au_mask(self) -> np.ndarray:
-        """(N, 12) per-column mask."""
-        return self.aus >= 0
 
     @property
     def labelled(self) -> np.ndarray:
@@ -195,7 +189,8 @@ class MtlDataset(Dataset):
     """Annotated MTL rows (train or validation); items as described in the module docstring.
 
     A row whose image fails to decode yields ``None`` (dropped by
-    :func:`collate_skip_unreadable`), and the path is reported once per process.
+    :func:`~abaw.data.loaders.collate_skip_unreadable`), and the path is reported once per
+    process.
     """
 
     def __init__(self, image_root: str | Path, labels: MtlLabels, transform: Any,
@@ -271,12 +266,6 @@ class MtlImageListDataset(Dataset):
                 "index": torch.tensor(i, dtype=torch.int64)}
 
 
-def collate_skip_unreadable(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """``default_collate`` without the ``None`` samples (unreadable images); ``None`` if empty."""
-    kept = [sample for sample in batch if sample is not None]
-    return default_collate(kept) if kept else None
-
-
 def task_balanced_weights(labels: MtlLabels) -> np.ndarray:
     """Per-row sampling weights giving every task the same expected number of labelled rows.
 
@@ -295,7 +284,7 @@ def task_balanced_weights(labels: MtlLabels) -> np.ndarray:
 # --- the datamodule ---------------------------------------------------------------------------
 
 
-class MtlDataModule(pl.LightningDataModule):
+class MtlDataModule(SplitDataModule):
     """The MTL challenge data: train/val from the annotation files, test = the labelled test
     file (synthetic data only), predict = the test list (or the validation images).
 
@@ -336,21 +325,17 @@ class MtlDataModule(pl.LightningDataModule):
         report_dir: str | None = None,
     ) -> None:
         super().__init__()
+        self.tasks = _check_tasks(tasks)
         self.save_hyperparameters()
         self.data_root = data_root
         self.test_image_root = test_image_root
         self.test_annotations = test_annotations
         self.img_size = img_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 2 * batch_size
-        self.num_workers = num_workers
         self.augment = augment
-        self.tasks = _check_tasks(tasks)
         self.balance = balance
         self.predict_split = predict_split
         self.missing_test_images = missing_test_images
         self.report_dir = report_dir
-        self.datasets: dict[str, Dataset] = {}
         #: images of the predict dataset, in its order (the submission writer needs them)
         self.predict_images: list[str] = []
         #: the test list (predict_split="test"): entries in order, repeats kept
@@ -459,34 +444,9 @@ class MtlDataModule(pl.LightningDataModule):
         self.datasets["predict"] = MtlImageListDataset(
             image_root, distinct, transform, self.img_size, self.missing_test_images)
 
-    # -- loaders --------------------------------------------------------------------------------
-    def _loader(self, split: str, *, train: bool = False) -> DataLoader:
-        if split not in self.datasets:
-            raise AbawError(f"the {split} split is not set up (call setup first)")
-        dataset = self.datasets[split]
-        sampler = None
-        if train and self.balance == "task":
-            weights = task_balanced_weights(dataset.labels)
-            sampler = WeightedRandomSampler(torch.from_numpy(weights), len(dataset))
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
-            drop_last=train and len(dataset) > self.batch_size,  # no 1-row BatchNorm batches
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_skip_unreadable,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
+    # -- loaders (abaw.data.loaders.SplitDataModule) -------------------------------------------
+    def train_sampler(self, dataset: Dataset) -> WeightedRandomSampler | None:
+        if self.balance != "task":
+            return None
+        weights = task_balanced_weights(dataset.labels)
+        return WeightedRandomSampler(torch.from_numpy(weights), len(dataset))

@@ -206,8 +206,35 @@ def _bad_int(values: np.ndarray, low: int, high: int) -> np.ndarray:
 # --- MTL (4th ABAW, s-Aff-Wild2) ------------------------------------------------------------
 
 
+class MtlLabelMasks:
+    """Label masks of row-aligned MTL arrays: ``va`` ``(N, 2)`` with the -5 sentinel,
+    ``expression`` ``(N,)`` and ``aus`` ``(N, 12)`` with -1.
+
+    Shared by :class:`MtlAnnotations` (a file's rows) and :class:`abaw.data.mtl.MtlLabels`
+    (the labels a training run uses), so "labelled" means the same everywhere.
+    """
+
+    va: np.ndarray
+    expression: np.ndarray
+    aus: np.ndarray
+
+    @property
+    def va_mask(self) -> np.ndarray:
+        """Rows whose valence and arousal are both labelled."""
+        return (self.va > vocab.VA_MISSING).all(axis=1)
+
+    @property
+    def expr_mask(self) -> np.ndarray:
+        return self.expression >= 0
+
+    @property
+    def au_mask(self) -> np.ndarray:
+        """Per-AU validity ``(N, 12)``: an AU column may be labelled alone."""
+        return self.aus >= 0
+
+
 @dataclass(frozen=True, eq=False)
-class MtlAnnotations:
+class MtlAnnotations(MtlLabelMasks):
     """One MTL annotation file, row for row (order and repeats as in the file).
 
     ``valence``/``arousal`` are -5 where absent, ``expression`` and ``aus`` -1 where absent.
@@ -228,20 +255,6 @@ class MtlAnnotations:
     def va(self) -> np.ndarray:
         """Valence and arousal stacked, float32 ``(N, 2)``."""
         return np.stack([self.valence, self.arousal], axis=1)
-
-    @property
-    def va_mask(self) -> np.ndarray:
-        """Rows whose valence and arousal are both labelled."""
-        return (self.valence > vocab.VA_MISSING) & (self.arousal > vocab.VA_MISSING)
-
-    @property
-    def expr_mask(self) -> np.ndarray:
-        return self.expression >= 0
-
-    @property
-    def au_mask(self) -> np.ndarray:
-        """Per-AU validity ``(N, 12)``: an AU column may be labelled alone."""
-        return self.aus >= 0
 
     @property
     def au_row_mask(self) -> np.ndarray:
@@ -585,6 +598,19 @@ def read_sample_file(path: str | Path, task: str) -> list[str]:
         if not loc:
             raise FormatError(path, row + 2, f"no image location in {_shorten(lines[row + 1])}")
     return locations
+
+
+def read_expected_names(path: str | Path, kind: str) -> list[str]:
+    """The names a ``kind`` submission must follow, from the official file at ``path``.
+
+    ``kind`` ``"mtl"`` / ``"lsd"``: the challenge's test list; a per-video task
+    (va/expr/au/ce): its sample file. Order and repeats as in the file.
+    """
+    if kind == "mtl":
+        return read_mtl_test_list(path)
+    if kind == "lsd":
+        return read_lsd_test_list(path)
+    return read_sample_file(path, kind)
 
 
 def read_per_video_submission(path: str | Path, task: str) -> tuple[list[str], np.ndarray]:

@@ -31,6 +31,7 @@ import pandas as pd
 
 from abaw import vocab
 from abaw.errors import AbawError
+from abaw.formats.writers import expected_names
 
 KINDS: tuple[str, ...] = ("mtl", "lsd", "va", "expr", "au", "ce")
 
@@ -378,18 +379,6 @@ def _check_names(spec: _Spec, entries: list[tuple[int, str]], expected: list[str
     return problems
 
 
-def _expected_names(kind: str, source: Sequence[str] | str | Path) -> list[str]:
-    from abaw.formats import readers
-
-    if isinstance(source, (str, Path)):
-        if kind == "mtl":
-            return readers.read_mtl_test_list(source)
-        if kind == "lsd":
-            return readers.read_lsd_test_list(source)
-        return readers.read_sample_file(source, kind)
-    return [str(name) for name in source]
-
-
 def validate_submission(
     kind: str,
     path: str | Path,
@@ -410,7 +399,7 @@ def validate_submission(
         source = test_list if test_list is not None else sample
         if source is not None:
             try:
-                expected = _expected_names(kind, source)
+                expected = expected_names(source, kind)
             except AbawError as err:
                 problems.append(Problem(None, f"cannot read the {SPECS[kind].list_name}: {err}"))
             else:

@@ -206,16 +206,14 @@ def _int_array(
     return array
 
 
-def _expected(source: Sequence[str] | str | Path, kind: str) -> list[str]:
-    """The names a submission must follow: given as a list, or as the official file's path."""
+def expected_names(source: Sequence[str] | str | Path, kind: str) -> list[str]:
+    """The names a ``kind`` submission must follow: given as a list, or as the path of the
+    official test list / sample file (:func:`abaw.formats.readers.read_expected_names`)."""
     if isinstance(source, (str, Path)):
-        from abaw.formats import readers  # pandas is only needed when a file is given
+        # imported here: pandas (the readers) is only needed when a file is given
+        from abaw.formats.readers import read_expected_names
 
-        if kind == "mtl":
-            return readers.read_mtl_test_list(source)
-        if kind == "lsd":
-            return readers.read_lsd_test_list(source)
-        return readers.read_sample_file(source, kind)
+        return read_expected_names(source, kind)
     return [str(v) for v in source]
 
 
@@ -249,6 +247,14 @@ def _au_columns(aus: np.ndarray) -> list[list[str]]:
 # --- MTL (4th ABAW) -----------------------------------------------------------------------------
 
 
+def _write_mtl_rows(path: str | Path, header: str, names: Sequence[str], valence: np.ndarray,
+                    arousal: np.ndarray, expression: np.ndarray, aus: np.ndarray) -> Path:
+    """Write checked MTL columns (the 16-field layout of submissions and annotation files)."""
+    columns = [names, format_floats(valence), format_floats(arousal), format_ints(expression),
+               *_au_columns(aus)]
+    return atomic_write_text(path, _lines(header, columns))
+
+
 def write_mtl_submission(
     path: str | Path,
     images: Sequence[str],
@@ -267,13 +273,12 @@ def write_mtl_submission(
     """
     names = _names(images, "image")
     if test_list is not None:
-        _check_against_list(names, _expected(test_list, "mtl"), "test list")
+        _check_against_list(names, expected_names(test_list, "mtl"), "test list")
     v = _float_column(names, valence, "valence", clip=True)
     a = _float_column(names, arousal, "arousal", clip=True)
     e = _int_array(names, expression, "expression", range(vocab.NUM_EXPRESSIONS), ())
     au = _int_array(names, aus, "aus", (0, 1), (vocab.NUM_AUS,))
-    columns = [names, format_floats(v), format_floats(a), format_ints(e), *_au_columns(au)]
-    return atomic_write_text(path, _lines(vocab.MTL_SUBMISSION_HEADER, columns))
+    return _write_mtl_rows(path, vocab.MTL_SUBMISSION_HEADER, names, v, a, e, au)
 
 
 def write_mtl_annotations(
@@ -295,8 +300,7 @@ def write_mtl_annotations(
         names, expression, "expression", range(vocab.EXPR_MISSING, vocab.NUM_EXPRESSIONS), ()
     )
     au = _int_array(names, aus, "aus", (vocab.AU_MISSING, 0, 1), (vocab.NUM_AUS,))
-    columns = [names, format_floats(v), format_floats(a), format_ints(e), *_au_columns(au)]
-    return atomic_write_text(path, _lines(vocab.MTL_ANNOTATION_HEADER, columns))
+    return _write_mtl_rows(path, vocab.MTL_ANNOTATION_HEADER, names, v, a, e, au)
 
 
 def write_mtl_test_list(
@@ -329,7 +333,7 @@ def write_lsd_submission(
     """
     names = _names(images, "image")
     if test_list is not None:
-        _check_against_list(names, _expected(test_list, "lsd"), "test list")
+        _check_against_list(names, expected_names(test_list, "lsd"), "test list")
     labels = _int_array(names, expression, "expression", range(vocab.NUM_LSD_CLASSES), ())
     return atomic_write_text(
         path, _lines(vocab.LSD_SUBMISSION_HEADER, [names, format_ints(labels)])
@@ -406,7 +410,7 @@ def write_per_video_submission(
     _check_task(task, vocab.PER_VIDEO_SUBMISSION_HEADERS)
     names = _names(locations, "location")
     if sample is not None:
-        _check_against_list(names, _expected(sample, task), "sample file")
+        _check_against_list(names, expected_names(sample, task), "sample file")
     columns = [names, *_per_video_value_columns(task, names, values, annotation=False)]
     return atomic_write_text(path, _lines(vocab.PER_VIDEO_SUBMISSION_HEADERS[task], columns))
 

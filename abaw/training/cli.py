@@ -28,17 +28,17 @@ Examples::
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning import LightningDataModule, LightningModule
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from abaw.data.mtl import MtlDataModule
 from abaw.errors import ConfigError
+from abaw.log import configure_logging
 from abaw.training.callbacks import MtlPredictionWriter
 from abaw.training.mtl_module import MtlModule
 
@@ -84,59 +84,61 @@ def add_checkpoint_arguments(parser: LightningArgumentParser, monitor: str) -> N
                               compute_fn=checkpoint_dir)
 
 
-class MtlCLI(LightningCLI):
-    """LightningCLI with the links, checkpointing and submission writer described above."""
+class ChallengeCLI(LightningCLI):
+    """What the MTL and LSD CLIs share: the ``--challenge`` key (a config for another challenge
+    is refused), the best/last checkpoints (:func:`add_checkpoint_arguments` on ``MONITOR``),
+    ``submission.*`` (the ``PREDICTION_WRITER`` callback) and ``data.img_size`` →
+    ``model.img_size``. Subclasses set the three class attributes."""
+
+    CHALLENGE: str = ""
+    MONITOR: str = ""
+    PREDICTION_WRITER: type[Callback]
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--challenge", type=str, default=MTL_CHALLENGE,
+        parser.add_argument("--challenge", type=str, default=self.CHALLENGE,
                             help="which challenge a config is for (routes `abaw fit`)")
-        add_checkpoint_arguments(parser, monitor="val/P_MTL")
-        # the logger writes inside the run folder too (any logger taking ``save_dir``)
-        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
-        parser.add_lightning_class_args(MtlPredictionWriter, "submission")
+        add_checkpoint_arguments(parser, monitor=self.MONITOR)
+        parser.add_lightning_class_args(self.PREDICTION_WRITER, "submission")
         parser.link_arguments("data.img_size", "model.img_size")
-        parser.link_arguments("data.tasks", "model.tasks")
-        parser.link_arguments("data.label_stats", "model.label_stats", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        if config.get("challenge", MTL_CHALLENGE) != MTL_CHALLENGE:
-            raise ConfigError(f"this is the MTL CLI; the config says challenge: {config['challenge']}")
+        if config.get("challenge", self.CHALLENGE) != self.CHALLENGE:
+            raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; the config says "
+                              f"challenge: {config['challenge']}")
 
 
-def _configure_logging() -> None:
-    """Show the toolkit's INFO messages (image problems, thresholds used, files written)."""
-    logger = logging.getLogger("abaw")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("abaw: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+class MtlCLI(ChallengeCLI):
+    """LightningCLI with the links, checkpointing and submission writer described above."""
+
+    CHALLENGE = MTL_CHALLENGE
+    MONITOR = "val/P_MTL"
+    PREDICTION_WRITER = MtlPredictionWriter
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        # the logger writes inside the run folder too (any logger taking ``save_dir``)
+        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+        parser.link_arguments("data.tasks", "model.tasks")
+        parser.link_arguments("data.label_stats", "model.label_stats", apply_on="instantiate")
 
 
-def run_lightning_cli(argv: list[str]) -> int:
-    """Run ``fit|validate|test|predict`` with LightningCLI; returns the exit status.
-
-    A config with ``challenge: lsd`` (or ``--challenge lsd``) goes to the LSD CLI; everything
-    else is an MTL run.
+def run_cli(cli_class: type[ChallengeCLI], model_class: type[LightningModule],
+            datamodule_class: type[LightningDataModule], argv: list[str]) -> int:
+    """Run ``cli_class`` over the two classes on ``argv``; returns the exit status.
 
     Argument errors exit through jsonargparse (status 2, its own message); toolkit errors
     (:class:`abaw.errors.AbawError`) propagate to :func:`abaw.cli.main`, which prints them.
     """
-    from abaw.training.lsd_cli import is_lsd_command, run_lsd_cli  # it imports this module
-
-    if is_lsd_command(argv):
-        return run_lsd_cli(argv)
-    _configure_logging()
+    configure_logging()
     try:
         with warnings.catch_warnings():
             # Under ``abaw fit ...`` sys.argv holds the same arguments as ``argv``; LightningCLI
             # warns about seeing both. sys.argv must stay intact: DDP re-runs the command.
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
-            MtlCLI(
-                MtlModule,
-                MtlDataModule,
+            cli_class(
+                model_class,
+                datamodule_class,
                 args=list(argv),
                 seed_everything_default=DEFAULT_SEED,
                 save_config_kwargs={"overwrite": True},
@@ -146,3 +148,16 @@ def run_lightning_cli(argv: list[str]) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     return 0
+
+
+def run_lightning_cli(argv: list[str]) -> int:
+    """Run ``fit|validate|test|predict`` with LightningCLI; returns the exit status.
+
+    A config with ``challenge: lsd`` (or ``--challenge lsd``) goes to the LSD CLI; everything
+    else is an MTL run (see :func:`run_cli` for the exit status and errors).
+    """
+    from abaw.training.lsd_cli import is_lsd_command, run_lsd_cli  # it imports this module
+
+    if is_lsd_command(argv):
+        return run_lsd_cli(argv)
+    return run_cli(MtlCLI, MtlModule, MtlDataModule, argv)

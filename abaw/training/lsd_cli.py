@@ -6,9 +6,11 @@ A config says it is an LSD config with the top-level key ``challenge: lsd`` (eve
 :func:`is_lsd_command` finds it, so the one ``abaw fit`` entry point can hand LSD configs here
 and everything else to the MTL CLI (:mod:`abaw.training.cli`).
 
-Like the MTL CLI: the image size is stated once (``data.img_size`` → ``model.img_size``); a
-run is one folder, ``trainer.default_root_dir``, with ``checkpoints/`` (best ``val/f1``, mode
-max, and ``last.ckpt`` for ``--ckpt_path last``); ``submission.*`` configures
+Like the MTL CLI (both are :class:`abaw.training.cli.ChallengeCLI`): the image size is stated
+once (``data.img_size`` → ``model.img_size``); a run is one folder,
+``trainer.default_root_dir``, with ``checkpoints/`` (``checkpoint.*``: best ``val/f1``, mode
+max; ``last_checkpoint.*``: ``last.ckpt`` rewritten after every epoch, what
+``--ckpt_path last`` resumes); ``submission.*`` configures
 :class:`~abaw.training.lsd_module.LsdPredictionWriter` (``submission.rule`` = an occlusion
 decision-rule JSON); seed 42; the module owns its optimiser.
 
@@ -23,12 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from abaw.data.lsd import LsdDataModule
-from abaw.errors import ConfigError
-from abaw.training.cli import DEFAULT_SEED, _configure_logging, checkpoint_dir
+from abaw.training.cli import ChallengeCLI, run_cli
 from abaw.training.lsd_module import LsdModule, LsdPredictionWriter
 
 #: Value of the top-level ``challenge`` key that routes a config here.
@@ -67,45 +66,14 @@ def is_lsd_command(argv: list[str]) -> bool:
     return challenge == LSD_CHALLENGE
 
 
-class LsdCLI(LightningCLI):
+class LsdCLI(ChallengeCLI):
     """LightningCLI with the LSD links, checkpointing and submission writer."""
 
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--challenge", type=str, default=LSD_CHALLENGE,
-                            help="which challenge a config is for (routes `abaw fit`)")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.monitor": "val/f1",
-            "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
-            "checkpoint.save_top_k": 1,
-            "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
-            "checkpoint.auto_insert_metric_name": False,
-        })
-        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath",
-                              compute_fn=checkpoint_dir)
-        parser.add_lightning_class_args(LsdPredictionWriter, "submission")
-        parser.link_arguments("data.img_size", "model.img_size")
-
-    def before_instantiate_classes(self) -> None:
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        if config.get("challenge", LSD_CHALLENGE) != LSD_CHALLENGE:
-            raise ConfigError(f"this is the LSD CLI; the config says challenge: {config['challenge']}")
+    CHALLENGE = LSD_CHALLENGE
+    MONITOR = "val/f1"
+    PREDICTION_WRITER = LsdPredictionWriter
 
 
 def run_lsd_cli(argv: list[str]) -> int:
     """Run ``fit|validate|test|predict`` on an LSD config; returns the exit status."""
-    _configure_logging()
-    try:
-        LsdCLI(
-            LsdModule,
-            LsdDataModule,
-            args=list(argv),
-            seed_everything_default=DEFAULT_SEED,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-        )
-    except SystemExit as exit_:  # --help, --print_config, argument errors
-        code = exit_.code
-        return code if isinstance(code, int) else (0 if code is None else 2)
-    return 0
+    return run_cli(LsdCLI, LsdModule, LsdDataModule, argv)

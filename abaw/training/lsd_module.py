@@ -27,7 +27,8 @@ Conventions:
   (B,) and ``expr_prob_occluded`` (B, 6) when those heads are trained, and ``index``;
   :class:`LsdPredictionWriter` turns them into ``predictions.npz`` and the submission;
 - optimiser: AdamW over :func:`abaw.models.param_groups_layer_decay` groups, per-step linear
-  warm-up then cosine decay (the MTL module's schedule).
+  warm-up then cosine decay (:mod:`abaw.training.optim`, the MTL module's schedule); steps
+  and hooks shared with the MTL module come from :class:`abaw.training.base.ChallengeModule`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter, Callback
+from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -53,14 +54,8 @@ from abaw.fileio import atomic_write_bytes
 from abaw.formats.writers import write_lsd_submission
 from abaw.lsd.occlusion import OcclusionRule
 from abaw.metrics import f1_per_class, lsd_f1
-from abaw.models import (
-    Backbone,
-    ExpressionHead,
-    create_backbone,
-    expression_loss,
-    param_groups_layer_decay,
-)
-from abaw.training.mtl_module import FreezeBackbone, warmup_cosine
+from abaw.models import Backbone, ExpressionHead, create_backbone, expression_loss
+from abaw.training.base import ChallengeModule
 from abaw.training.plots import save_confusion_matrix
 from abaw.vocab import EXPR_MISSING, LSD_CLASSES, NUM_LSD_CLASSES
 
@@ -187,7 +182,7 @@ class LsdMetric(Metric):
 # --- the module -------------------------------------------------------------------------------
 
 
-class LsdModule(pl.LightningModule):
+class LsdModule(ChallengeModule):
     """LSD training: 6 expression classes, optional hand-occlusion heads.
 
     Args:
@@ -276,10 +271,7 @@ class LsdModule(pl.LightningModule):
     def occlusion_active(self) -> bool:
         return self.net.occlusion_head is not None and bool(self.occlusion_trained)
 
-    # --- forward and loss ---
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net(images)
+    # --- loss ---
 
     def losses(self, out: Mapping[str, torch.Tensor],
                batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -306,33 +298,22 @@ class LsdModule(pl.LightningModule):
             total = total + hp.occluded_expression_weight * losses["expr_occluded"]
         return total
 
-    def training_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int):
-        if batch is None:  # every image of the batch was unreadable
-            return None
-        out = self(batch["image"])
+    def step_loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses = self.losses(out, batch)
-        total = self._total(losses)
-        size = batch["image"].shape[0]
-        self.log("train/loss", total, prog_bar=True, batch_size=size)
-        for name, value in losses.items():
-            if name == "expr" or self.occlusion_active:  # an untrained head's loss is a constant 0
-                self.log(f"train/loss_{name}", value, batch_size=size)
-        return total
+        logged = {f"loss_{name}": value for name, value in losses.items()
+                  # an untrained head's loss is a constant 0
+                  if name == "expr" or self.occlusion_active}
+        return self._total(losses), logged
 
     # --- evaluation ---
 
-    def _evaluate(self, batch: dict[str, torch.Tensor] | None, metric: LsdMetric,
-                  prefix: str) -> None:
-        if batch is None:
-            return
-        out = self(batch["image"])
-        size = batch["image"].shape[0]
-        self.log(f"{prefix}/loss", self._total(self.losses(out, batch)), batch_size=size,
-                 sync_dist=True)
+    def update_metric(self, metric: LsdMetric, out: Mapping[str, torch.Tensor],
+                      batch: Mapping[str, torch.Tensor]) -> None:
         occlusion = torch.sigmoid(out["occlusion"]) if self.occlusion_active else None
         metric.update(out["expr"], batch["label"], occlusion, batch["occluded"])
 
-    def _log_metric(self, metric: LsdMetric, prefix: str) -> None:
+    def log_metric(self, metric: LsdMetric, prefix: str) -> None:
         values = metric.compute()  # gathers every rank's rows first: identical on all ranks
         self.log(f"{prefix}/f1", values.pop("f1").float(), prog_bar=True)
         self.log_dict({f"{prefix}/{k}": v.float() for k, v in values.items()})
@@ -346,18 +327,6 @@ class LsdModule(pl.LightningModule):
             save_confusion_matrix(path, rows[0], rows[1], LSD_CLASSES,
                                   title=f"{prefix} epoch {self.current_epoch}")
 
-    def validation_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metric, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metric(self.val_metric, "val")
-
-    def test_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metric, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metric(self.test_metric, "test")
-
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         out = self(batch["image"])
@@ -367,24 +336,6 @@ class LsdModule(pl.LightningModule):
             if "expr_occluded" in out:
                 result["expr_prob_occluded"] = torch.softmax(out["expr_occluded"].float(), dim=1)
         return result
-
-    # --- optimisation ---
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        groups = param_groups_layer_decay(self.net, hp.lr, hp.weight_decay, hp.layer_decay)
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(hp.warmup_fraction * total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, total, warmup, hp.min_lr_ratio))
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_callbacks(self) -> list[Callback]:
-        if self.hparams.freeze_backbone_epochs > 0:
-            return [FreezeBackbone(self.hparams.freeze_backbone_epochs)]
-        return []
 
 
 # --- prediction files -------------------------------------------------------------------------

@@ -16,8 +16,10 @@ Conventions:
   (``val/P_MTL``, ``val/ccc_valence``, ``val/ccc_arousal``, ``val/f1_expression``,
   ``val/f1_au``; AUs at ``au_threshold``);
 - optimiser AdamW with parameter groups from :func:`abaw.models.param_groups_layer_decay`
-  (biases/norms without weight decay; layer-wise LR decay for ViTs when ``layer_decay < 1``),
-  per-step linear warm-up then cosine decay to ``min_lr_ratio · lr``;
+  (biases/norms and the task-weighting log variances without weight decay; layer-wise LR
+  decay for ViTs when ``layer_decay < 1``), per-step linear warm-up then cosine decay to
+  ``min_lr_ratio · lr`` (:mod:`abaw.training.optim`); steps and hooks shared with the LSD
+  module come from :class:`abaw.training.base.ChallengeModule`;
 - ``predict_step`` returns ``va`` (B, 2) in [-1, 1], ``expr_prob`` (B, 8), ``au_prob`` (B, 12)
   and the dataset ``index``. A model trained on a subset of tasks predicts neutral values for
   the others (VA 0, uniform expression, AU probability 0).
@@ -25,13 +27,10 @@ Conventions:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import BaseFinetuning, Callback
 from torch import nn
 
 from abaw.data.mtl import MTL_TASKS, MtlLabelStats
@@ -45,88 +44,67 @@ from abaw.models import (
     ccc_loss,
     expression_class_weights,
     expression_loss,
-    param_groups_layer_decay,
 )
 from abaw.models import au_pos_weight as compute_au_pos_weight
+from abaw.training.base import ChallengeModule
 from abaw.training.metric import MtlMetric
 from abaw.vocab import NUM_AUS, NUM_EXPRESSIONS
 
 METRIC_KEYS = ("P_MTL", "ccc_valence", "ccc_arousal", "f1_expression", "f1_au")
 
 
-class FreezeBackbone(BaseFinetuning):
-    """Train the heads only for the first ``unfreeze_at_epoch`` epochs, then the backbone too.
+def mtl_task_losses(
+    out: Mapping[str, torch.Tensor],
+    batch: Mapping[str, torch.Tensor],
+    tasks: Sequence[str],
+    *,
+    expr_class_weight: torch.Tensor | None,
+    au_pos_weight: torch.Tensor | None,
+    label_smoothing: float,
+) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """Per-task losses of ``tasks`` and the set of tasks with at least one label in the batch.
 
-    The backbone joins the optimiser as one extra group at ``lr / 10`` (Lightning's default
-    ``initial_denom_lr``) and follows the same warm-up/cosine schedule from then on.
+    Each loss covers its labelled rows only (:mod:`abaw.models.losses`); a task without a
+    label in the batch still gets its (exactly 0, graph-connected) loss.
     """
-
-    INITIAL_DENOM_LR = 10.0
-
-    def __init__(self, unfreeze_at_epoch: int) -> None:
-        super().__init__()
-        self.unfreeze_at_epoch = unfreeze_at_epoch
-
-    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
-        self.freeze(pl_module.net.backbone)
-
-    def finetune_function(self, pl_module: pl.LightningModule, epoch: int,
-                          optimizer: torch.optim.Optimizer) -> None:
-        if epoch != self.unfreeze_at_epoch:
-            return
-        self.unfreeze_and_add_param_group(pl_module.net.backbone, optimizer,
-                                          initial_denom_lr=self.INITIAL_DENOM_LR)
-        # BaseFinetuning derives the new group's LR from group 0's *current* (scheduled) LR;
-        # restate it from the base LR so the schedule is applied exactly once
-        group = optimizer.param_groups[-1]
-        base = optimizer.param_groups[0].get("initial_lr", group["lr"]) / self.INITIAL_DENOM_LR
-        group["initial_lr"] = group["lr"] = base
-        for config in pl_module.trainer.lr_scheduler_configs:
-            scheduler = config.scheduler
-            if scheduler.optimizer is optimizer and isinstance(scheduler, WarmupCosine):
-                scheduler.base_lrs.append(base)  # one base LR per group
-                group["lr"] = base * scheduler.factor(scheduler.last_epoch)
+    losses: dict[str, torch.Tensor] = {}
+    present: set[str] = set()
+    if "va" in tasks:
+        losses["va"] = ccc_loss(out["va"], batch["va"], batch["va_mask"])
+        # CCC needs >= 2 labelled rows; with fewer the loss is a constant 0
+        if int(batch["va_mask"].sum()) >= 2:
+            present.add("va")
+    if "expr" in tasks:
+        losses["expr"] = expression_loss(out["expr"], batch["expr"], expr_class_weight,
+                                         label_smoothing)
+        if bool((batch["expr"] >= 0).any()):
+            present.add("expr")
+    if "au" in tasks:
+        losses["au"] = au_loss(out["au"], batch["au"], au_pos_weight)
+        if bool((batch["au"] >= 0).any()):
+            present.add("au")
+    return losses, present
 
 
-def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up over ``warmup`` steps, cosine from 1 to ``min_ratio``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+def weighted_total(weighting: nn.Module, tasks: Sequence[str], losses: dict[str, torch.Tensor],
+                   present: set[str]) -> torch.Tensor:
+    """The task weighting over the present tasks, plus the absent tasks' exact-0 losses.
 
-
-class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
-    """Per-step :func:`warmup_cosine` applied to every parameter group's base LR.
-
-    One factor for all groups (unlike ``LambdaLR``'s one function per group), so a group
-    added later (:class:`FreezeBackbone`) only needs its base LR appended; the state dict holds
-    the step and the base LRs, so a resumed run continues the schedule.
+    Adding the zeros keeps every head in the graph, so DDP needs no ``find_unused_parameters``.
     """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                 min_ratio: float) -> None:
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-        self.min_ratio = min_ratio
-        super().__init__(optimizer)
-
-    def factor(self, step: int) -> float:
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, self.min_ratio)
-
-    def get_lr(self) -> list[float]:
-        factor = self.factor(self.last_epoch)
-        return [base * factor for base in self.base_lrs]
-
-    #: schedule shape, from the current run's configuration (not restored from a checkpoint,
-    #: so resuming with a larger max_steps stretches the cosine to the new end)
-    _CONFIG_KEYS = ("total_steps", "warmup_steps", "min_ratio")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().state_dict().items() if k not in self._CONFIG_KEYS}
+    total = weighting({t: losses[t] for t in tasks if t in present})
+    for task in tasks:
+        if task not in present:
+            total = total + losses[task]
+    return total
 
 
-class MtlModule(pl.LightningModule):
+def weighting_parameter_names(module: nn.Module) -> set[str]:
+    """Names of the task-weighting parameters (log variances: not weights to shrink to 0)."""
+    return {n for n, _ in module.named_parameters() if n.startswith("weighting.")}
+
+
+class MtlModule(ChallengeModule):
     """Multi-task (VA, expression, AU) training on s-Aff-Wild2-style data.
 
     Args:
@@ -220,54 +198,28 @@ class MtlModule(pl.LightningModule):
         self.val_metric = MtlMetric(au_threshold)
         self.test_metric = MtlMetric(au_threshold)
 
-    # -- forward and losses ---------------------------------------------------------------------
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.net(images)
-
+    # -- losses -------------------------------------------------------------------------------
     def task_losses(self, out: Mapping[str, torch.Tensor],
                     batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], set[str]]:
         """Per-task losses and the set of tasks with at least one label in the batch."""
         hp = self.hparams
-        losses: dict[str, torch.Tensor] = {}
-        present: set[str] = set()
-        if "va" in self.tasks:
-            losses["va"] = ccc_loss(out["va"], batch["va"], batch["va_mask"])
-            # CCC needs >= 2 labelled rows; with fewer the loss is a constant 0
-            if int(batch["va_mask"].sum()) >= 2:
-                present.add("va")
-        if "expr" in self.tasks:
-            weight = self.expr_class_weight if hp.expr_class_weights else None
-            losses["expr"] = expression_loss(out["expr"], batch["expr"], weight,
-                                             hp.label_smoothing)
-            if bool((batch["expr"] >= 0).any()):
-                present.add("expr")
-        if "au" in self.tasks:
-            pos_weight = self.au_pos_weight if hp.au_pos_weight else None
-            losses["au"] = au_loss(out["au"], batch["au"], pos_weight)
-            if bool((batch["au"] >= 0).any()):
-                present.add("au")
-        return losses, present
+        return mtl_task_losses(
+            out, batch, self.tasks,
+            expr_class_weight=self.expr_class_weight if hp.expr_class_weights else None,
+            au_pos_weight=self.au_pos_weight if hp.au_pos_weight else None,
+            label_smoothing=hp.label_smoothing,
+        )
 
     def _total(self, losses: dict[str, torch.Tensor], present: set[str]) -> torch.Tensor:
-        total = self.weighting({t: losses[t] for t in self.tasks if t in present})
-        for task in self.tasks:
-            if task not in present:  # exactly 0, keeps the head in the graph (DDP)
-                total = total + losses[task]
-        return total
+        return weighted_total(self.weighting, self.tasks, losses, present)
 
-    def training_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int):
-        if batch is None:  # every image of the batch was unreadable
-            return None
-        out = self(batch["image"])
+    def step_loss(self, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         losses, present = self.task_losses(out, batch)
-        total = self._total(losses, present)
-        size = batch["image"].shape[0]
-        self.log("train/loss", total, prog_bar=True, batch_size=size)
-        for task in sorted(present):
-            self.log(f"train/loss_{task}", losses[task], batch_size=size)
-        for task, weight in self.weighting.current_weights().items():
-            self.log(f"train/weight_{task}", weight, batch_size=size)
-        return total
+        logged = {f"loss_{task}": losses[task] for task in sorted(present)}
+        logged.update({f"weight_{task}": weight
+                       for task, weight in self.weighting.current_weights().items()})
+        return self._total(losses, present), logged
 
     # -- evaluation -----------------------------------------------------------------------------
     def _full_outputs(self, out: Mapping[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
@@ -278,35 +230,17 @@ class MtlModule(pl.LightningModule):
         au_prob = torch.sigmoid(out["au"]) if "au" in out else ref.new_zeros(size, NUM_AUS)
         return {"va": va, "expr": expr, "au_prob": au_prob}
 
-    def _evaluate(self, batch: dict[str, torch.Tensor] | None, metric: MtlMetric,
-                  prefix: str) -> None:
-        if batch is None:
-            return
-        out = self(batch["image"])
-        size = batch["image"].shape[0]
-        losses, present = self.task_losses(out, batch)
-        self.log(f"{prefix}/loss", self._total(losses, present), batch_size=size, sync_dist=True)
-        full = self._full_outputs(out, size)
+    def update_metric(self, metric: MtlMetric, out: Mapping[str, torch.Tensor],
+                      batch: Mapping[str, torch.Tensor]) -> None:
+        full = self._full_outputs(out, batch["image"].shape[0])
         metric.update(full["va"], full["expr"], full["au_prob"], batch["va"], batch["expr"],
                       batch["au"])
 
-    def _log_metric(self, metric: MtlMetric, prefix: str) -> None:
+    def log_metric(self, metric: MtlMetric, prefix: str) -> None:
         values = metric.compute()  # gathers every rank's rows first
         self.log(f"{prefix}/P_MTL", values["P_MTL"].float(), prog_bar=True)
         self.log_dict({f"{prefix}/{k}": values[k].float() for k in METRIC_KEYS if k != "P_MTL"})
         metric.reset()
-
-    def validation_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metric, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metric(self.val_metric, "val")
-
-    def test_step(self, batch: dict[str, torch.Tensor] | None, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metric, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metric(self.test_metric, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int,
                      dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
@@ -318,22 +252,5 @@ class MtlModule(pl.LightningModule):
                 "au_prob": full["au_prob"], "index": batch["index"]}
 
     # -- optimisation ---------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        groups = param_groups_layer_decay(self, hp.lr, hp.weight_decay, hp.layer_decay,
-                                          no_weight_decay=self._no_decay_names())
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(hp.warmup_fraction * total)
-        scheduler = WarmupCosine(optimizer, total, warmup, hp.min_lr_ratio)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _no_decay_names(self) -> set[str]:
-        # the task-weighting log variances are not weights to shrink towards 0
-        return {n for n, _ in self.named_parameters() if n.startswith("weighting.")}
-
-    def configure_callbacks(self) -> list[Callback]:
-        if self.hparams.freeze_backbone_epochs > 0:
-            return [FreezeBackbone(self.hparams.freeze_backbone_epochs)]
-        return []
+    def no_weight_decay_names(self) -> set[str]:
+        return weighting_parameter_names(self)

@@ -1,0 +1,33 @@
+"""The toolkit's console logging: ``abaw: <message>`` lines on stderr.
+
+Everything in the package logs under the ``abaw`` logger (``logging.getLogger(__name__)``);
+nothing is shown until an entry point (``abaw fit``, a challenge recipe) calls
+:func:`configure_logging`. Lightning keeps its own loggers and format.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+#: the package's root logger; every module logs below it
+LOGGER_NAME = "abaw"
+LOG_FORMAT = "abaw: %(message)s"
+
+
+def configure_logging(level: int = logging.INFO) -> logging.Logger:
+    """Show the toolkit's messages at ``level`` and above on stderr as ``abaw: <message>``.
+
+    Idempotent: once the ``abaw`` logger has a handler (an earlier call, or an application
+    that configured it itself) nothing is changed, so a message is never printed twice.
+    The logger does not propagate to the root logger (no second copy in another format).
+    Returns the ``abaw`` logger.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    return logger
