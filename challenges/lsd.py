@@ -199,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
                 hands_csv[split] = csv_path
                 latent = root / "_latent" / f"{split}.csv"
                 if synthetic and latent.is_file():
-                    truth = read_occlusion_csv(latent)
+                    # latent names carry the tree folder (validation_set_real_images/...)
+                    prefix = f"{folder.name}/"
+                    truth = {n.removeprefix(prefix): v
+                             for n, v in read_occlusion_csv(latent).items()}
                     found = read_occlusion_csv(csv_path)
                     names = [n for n in found if n in truth]
                     t = np.array([truth[n] for n in names], bool)
