@@ -8,13 +8,15 @@ resumes from ``last.ckpt`` (a finished run is not retrained); ``--fresh`` starts
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -126,3 +128,25 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 
 def write_report(path: Path, report: dict) -> None:
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Call a recipe: toolkit errors exit 2, anything unexpected exits 3, both as one line
+    (``ABAW_DEBUG=1`` re-raises); an interruption says how to resume."""
+    from abaw.errors import AbawError
+
+    try:
+        return run(args)
+    except AbawError as err:
+        print(f"abaw: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("abaw: interrupted — rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    except Exception as err:  # a recipe never ends in a bare traceback
+        if os.environ.get("ABAW_DEBUG"):
+            raise
+        print(f"abaw: internal error: {type(err).__name__}: {err}\n"
+              "(set ABAW_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return 3

@@ -31,6 +31,7 @@ from challenges.common import (
     ensure_synthetic_data,
     oracle,
     prepare_run,
+    run_guarded,
     setup_logging,
     table,
     write_report,
@@ -74,18 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the recipe; toolkit errors are printed as one line (exit 2), never a traceback."""
-    from abaw.errors import AbawError
-
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except AbawError as err:
-        print(f"abaw: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("abaw: interrupted — rerun the same command to resume", file=sys.stderr)
-        return 130
+    """Run the recipe; errors are printed as one line (exit 2 or 3), never a traceback."""
+    return run_guarded(run, parse_args(argv))
 
 
 def _subset_tree(tree: Path, limit: int, seed: int, out: Path) -> Path:

@@ -27,6 +27,7 @@ from challenges.common import (
     ensure_synthetic_data,
     oracle,
     prepare_run,
+    run_guarded,
     setup_logging,
     table,
     write_report,
@@ -68,19 +69,8 @@ def lightning(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the recipe; toolkit errors are printed as one line (exit 2), never a traceback."""
-    from abaw.errors import AbawError
-
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except AbawError as err:
-        print(f"abaw: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("abaw: interrupted — rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    """Run the recipe; errors are printed as one line (exit 2 or 3), never a traceback."""
+    return run_guarded(run, parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

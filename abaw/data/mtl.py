@@ -257,8 +257,8 @@ class MtlImageListDataset(Dataset):
         image = load_rgb(self.image_root / self.images[i])
         if image is None:
             if self.missing == "error":
-                raise AbawError(f"test image {self.image_root / self.images[i]} cannot be read; "
-                                "every test-list entry needs a prediction")
+                raise AbawError(f"image {self.image_root / self.images[i]} cannot be read; "
+                                "every listed image needs a prediction")
             log.warning("test image %s unreadable: predicting from a GREY image",
                         self.image_root / self.images[i])
             image = grey_image(self.img_size)
@@ -422,10 +422,13 @@ class MtlDataModule(SplitDataModule):
 
     def _setup_predict(self, transform: Any) -> None:
         if self.predict_split == "val":
-            dataset = self._annotated(self.root / MTL_VAL_FILE, "val", transform)
-            self.predict_images = [str(p) for p in dataset.labels.images]
+            # Every validation row, in file order with repeats, whatever ``tasks`` says: the
+            # written file must cover the whole annotation file for `abaw score` to match it.
+            images = [str(p) for p in read_mtl_annotations(self.root / MTL_VAL_FILE).images]
+            self.predict_images = images
             self.predict_test_list = None
-            self.datasets["predict"] = dataset
+            self.datasets["predict"] = MtlImageListDataset(
+                self.image_root, images, transform, self.img_size, self.missing_test_images)
             return
         test_list = read_mtl_test_list(self.root / MTL_TEST_LIST)
         distinct = list(dict.fromkeys(test_list))  # repeats predicted once, written per entry
