@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from abaw.synth.layouts import LSD_TEST_DIR, LSD_TEST_TRUTH
+from abaw.synth.sizes import SIZES
 from challenges.common import (
     Steps,
     best_checkpoint,
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-limit", type=int, default=0,
                    help="train on a class-stratified subset of this many images (0 = all)")
     p.add_argument("--sr-workers", type=int, default=1, help="super-resolution processes")
-    p.add_argument("--synth-size", default="default", choices=["tiny", "default"])
+    p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--seed", type=int, default=0, help="seed of the embedded data and subset")
     p.add_argument("overrides", nargs=argparse.REMAINDER,
                    help="after '--': LightningCLI overrides, e.g. -- --trainer.max_epochs 2")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from abaw.synth.sizes import SIZES
 from challenges.common import (
     SYNTH_DIR,
     Steps,
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config (YAML)")
     p.add_argument("--run", help="run name (default: the config's file stem)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
-    p.add_argument("--synth-size", default="default", choices=["tiny", "default"],
+    p.add_argument("--synth-size", default="default", choices=list(SIZES),
                    help="size of the embedded data (tiny: seconds, for smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="seed of the embedded data")
     p.add_argument("--no-tune", action="store_true", help="keep AU thresholds at 0.5")
