@@ -107,31 +107,36 @@ def test_2_empty_output_path_is_refused(tmp_path, capsys, monkeypatch):
         generate("", size="tiny", progress=False)
 
 
+#: one small layout through the same generate() (and lock) as `abaw synth`, to keep it quick
+_SYNTH_LSD = ("import sys; from abaw.synth import generate; m = generate(sys.argv[1], "
+              "size='tiny', workers=1, progress=False, layouts=('lsd',)); "
+              "print('reused' if m['reused'] else 'wrote')")
+
+
 def test_3_a_second_run_waits_for_the_lock_then_reuses(tmp_path):
     from abaw.synth.generator import synth_lock
 
     out = tmp_path / "s"
     with synth_lock(out):
         process = subprocess.Popen(
-            _abaw("synth", out, "--size", "tiny", "--workers", "1", "--quiet"), env=_env(),
+            [sys.executable, "-c", _SYNTH_LSD, str(out)], env=_env(),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and process.poll() is None and not (out / "lsd").exists():
-            time.sleep(0.2)
-        time.sleep(1.0)
-        assert process.poll() is None, process.communicate()  # still waiting for the lock
+        said = process.stderr.readline()  # blocks until it says it waits (or exits)
+        assert "being written by another `abaw synth`; waiting" in said, said
+        time.sleep(0.5)
+        assert process.poll() is None  # still waiting for the lock
         assert not (out / "lsd").exists()  # and wrote nothing meanwhile
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
-    assert "being written by another `abaw synth`; waiting" in stderr
+    assert stdout.strip() == "wrote"  # the first to hold the lock generates
     assert read_manifest(out)["complete"] is True
 
 
 def test_3_concurrent_runs_both_succeed(tmp_path):
     out = tmp_path / "s"
-    runs = [subprocess.Popen(_abaw("synth", out, "--size", "tiny", "--workers", "1", "--quiet"),
-                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    runs = [subprocess.Popen([sys.executable, "-c", _SYNTH_LSD, str(out)], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
     results = [(p.communicate(timeout=180), p.returncode) for p in runs]
     assert [code for _, code in results] == [0, 0], results
     assert sum("reused" in out_text for (out_text, _), _ in results) == 1
@@ -378,11 +383,20 @@ def test_12_submission_output_dir_file_or_read_only(tiny_run, tmp_path, capsys):
     data, last = tiny_run
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for target, message in ((a_file, "it is a file"), (READ_ONLY, str(READ_ONLY))):
-        status, _, err = _run(capsys, "predict", *_fit_args(
-            data, tmp_path / "p", "--ckpt_path", last, "--submission.output_dir", target))
-        assert status == 2 and message in _one_error_line(err)
+    status, _, err = _run(capsys, "predict", *_fit_args(
+        data, tmp_path / "p", "--ckpt_path", last, "--submission.output_dir", a_file))
+    assert status == 2 and "it is a file" in _one_error_line(err)
     assert a_file.read_text() == "x"
+    # read-only: the same check, before any image is predicted (the writer's setup hook)
+    from types import SimpleNamespace
+
+    from abaw.training.callbacks import MtlPredictionWriter
+    from abaw.training.lsd_module import LsdPredictionWriter
+
+    for writer in (MtlPredictionWriter, LsdPredictionWriter):
+        with pytest.raises(AbawError, match=str(READ_ONLY)):
+            writer(output_dir=str(READ_ONLY)).setup(SimpleNamespace(is_global_zero=True), None,
+                                                    "predict")
 
 
 def test_12_lsd_device_hands_out_and_devices(tmp_path, capsys):
