@@ -9,9 +9,11 @@ The training subcommands ``fit``, ``test`` and ``predict`` (and ``validate`` whe
 a ``--config`` rather than a submission format) go to the LightningCLI in
 :mod:`abaw.training.cli`.
 
-Errors the toolkit knows about (:class:`abaw.errors.AbawError`) are printed as one message
-and exit with status 2; an unexpected exception is printed without its traceback unless
-``ABAW_DEBUG=1`` is set.
+Exit status: 0 success; 1 a check found problems (``abaw validate``) or nothing could be
+done (``abaw lsd superres`` where every image failed); 2 bad input: errors the toolkit knows
+about (:class:`abaw.errors.AbawError`) and file-system errors naming a file, each printed as
+one line ``abaw: error: ...``; 3 an internal error (a bug), one line, its traceback shown
+only with ``ABAW_DEBUG=1``; 130 interrupted (Ctrl-C), whatever the command.
 """
 
 from __future__ import annotations
@@ -82,20 +84,36 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         return int(module.run(args) or 0)
     except AbawError as err:
-        print(f"abaw: error: {err}", file=sys.stderr)
+        print(f"abaw: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("abaw: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a file problem (permissions, a loop of links, disk full)
+        if os.environ.get("ABAW_DEBUG"):
+            raise
+        if err.filename is None:
+            return _internal_error(err)
+        from abaw.fileio import describe_os_error
+
+        print(f"abaw: error: {_one_line(describe_os_error(err))}", file=sys.stderr)
+        return 2
     except Exception as err:  # never show a user a bare traceback
         if os.environ.get("ABAW_DEBUG"):
             raise
-        print(
-            f"abaw: internal error: {type(err).__name__}: {err}\n"
-            "(set ABAW_DEBUG=1 to see the traceback, and please report it)",
-            file=sys.stderr,
-        )
-        return 3
+        return _internal_error(err)
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """``text`` on one line (a message must never spill over a terminal page)."""
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _internal_error(err: BaseException) -> int:
+    print(f"abaw: internal error: {_one_line(f'{type(err).__name__}: {err}')} (a bug: please "
+          "report it; ABAW_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from abaw.errors import FormatError
-from abaw.fileio import atomic_write_text
+from abaw.fileio import atomic_write_text, is_device
 from abaw.metrics import au_f1
 from abaw.vocab import AU_MISSING, AUS, NUM_AUS
 
@@ -103,12 +103,16 @@ def save_postprocess(path: str | Path, thresholds: np.ndarray, *,
 def load_postprocess(path: str | Path) -> dict[str, Any]:
     """Read a post-processing JSON; ``"au_thresholds"`` comes back as a float64 (12,) array."""
     path = Path(path)
+    if is_device(path):
+        raise FormatError(path, None, "is a device, not a file")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FormatError(path, None, "post-processing file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FormatError(path, getattr(err, "lineno", None), f"not valid JSON: {err}") from None
+    except RecursionError:
+        raise FormatError(path, None, "not valid JSON: nested too deeply") from None
     if not isinstance(record, dict) or "au_thresholds" not in record:
         raise FormatError(path, None, "no 'au_thresholds' entry")
     if record.get("au_names", list(AUS)) != list(AUS):

@@ -142,10 +142,12 @@ def test_complete_output_is_reused_and_incomplete_is_regenerated(tmp_path):
     out = tmp_path / "lsd_only"
     first = generate_lsd(out, size="tiny", seed=0, workers=1, progress=False)
     assert generate(out, size="tiny", seed=0, progress=False, layouts=("lsd",))["reused"]
-    # an interrupted run: images partly written, no manifest
+    # an interrupted run: images partly written, the manifest still marked incomplete
     victim = next((out / "lsd" / LSD_TEST_DIR).iterdir())
     victim.unlink()
-    (out / MANIFEST).unlink()
+    pending = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**pending, "complete": False}))
+    assert read_manifest(out) is None
     second = generate(out, size="tiny", seed=0, workers=1, progress=False, layouts=("lsd",))
     assert second["reused"] is False and victim.is_file()
     assert second["counts"] == first["counts"]

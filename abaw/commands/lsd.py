@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from abaw.errors import AbawError
+from abaw.fileio import check_writable_folder
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", required=True)
@@ -36,6 +39,21 @@ def _report_failures(failed: list[tuple[Path, str]]) -> None:
         print(f"abaw: skipped {path}: {reason}", file=sys.stderr)
 
 
+def _outcome(step: str, src: Path, total: int, done: int, failed: int) -> int:
+    """Exit status: an empty input is an error (2); nothing done because every image failed
+    is 1 (said on stderr); otherwise 0."""
+    if total == 0:
+        from abaw.lsd.superres import IMAGE_SUFFIXES
+
+        raise AbawError(f"{src}: no images found (searched recursively for "
+                        f"{', '.join(IMAGE_SUFFIXES)})")
+    if done == 0 and failed:
+        print(f"abaw: {step}: all {failed} image(s) under {src} failed: nothing was computed",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.step == "superres":
         from abaw.lsd.superres import run_superres
@@ -46,12 +64,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"superres {args.model}: {report.total} images, {report.computed} computed, "
               f"{report.cached} from cache, {len(report.failed)} skipped, {report.seconds:.1f} s "
               f"({report.images_per_second:.1f} images/s computed)")
-        return 0
+        return _outcome("superres", args.src, report.total, report.computed + report.cached,
+                        len(report.failed))
     from abaw.lsd.hands import DetectorSettings, detect_folder, write_csv
 
+    if args.out.is_dir():
+        raise AbawError(f"--out {args.out} is a folder; give the CSV file to write")
+    check_writable_folder(args.out.parent)
     settings = DetectorSettings(args.min_confidence, args.upscale, args.pad)
     report = detect_folder(args.src, settings, args.cache_dir, not args.quiet)
     _report_failures(report.failed)
+    status = _outcome("hands", args.src, len(report.rows) + len(report.failed),
+                      len(report.rows), len(report.failed))
+    if status:
+        return status
     write_csv(args.out, report.rows)
     with_hand = sum(result.hand for _, result in report.rows)
     print(f"hands: {len(report.rows)} images, {with_hand} with a hand, {report.cached} from cache, "

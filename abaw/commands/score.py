@@ -16,7 +16,10 @@ PRED is a file in the task's submission format. TRUTH is:
 Rows are matched by image path: the k-th occurrence of a path in PRED with its k-th
 occurrence in TRUTH (the MTL lists repeat some images). Every row must be matched on both
 sides; a path missing on either side is an error naming it and how many more are missing.
-The score follows :mod:`abaw.metrics`. ``--json`` prints one JSON object (keys per task in
+The score follows :mod:`abaw.metrics`. Nothing is left out silently: truth rows the official
+metric drops although they hold a label (valence without arousal, or the reverse) are counted
+in a warning on stderr, and a ground truth with nothing labelled (every VA -5, every label -1)
+is an error, not a score of 0. ``--json`` prints one JSON object (keys per task in
 :data:`JSON_KEYS`); otherwise a readable breakdown table.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +137,8 @@ class ScoreReport:
 
     values: dict[str, float | list[float]]
     lines: list[str] = field(default_factory=list)
+    #: what the score silently depends on (rows left out): printed on stderr as warnings
+    notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(self.values)
@@ -157,6 +163,21 @@ def _au_lines(per_au: Sequence[float]) -> list[str]:
     return _table("F1 per AU", list(zip(vocab.AUS, per_au)))
 
 
+def _nothing_to_score(truth_path: Path, what: str) -> AbawError:
+    return AbawError(f"{truth_path}: no {what} in the ground truth: nothing to score")
+
+
+def _half_va_note(truth_va: np.ndarray, where: Sequence[str], truth_path: Path) -> list[str]:
+    """A note when truth rows label only one of valence / arousal: the official CCC keeps a
+    row only when both are labelled, so the labelled half is left out too."""
+    labelled = truth_va > vocab.VA_MISSING
+    half = np.flatnonzero(labelled[:, 0] != labelled[:, 1])
+    if not half.size:
+        return []
+    return [f"{truth_path}: {half.size} row(s) label only one of valence and arousal (first: "
+            f"{where[int(half[0])]}); the official CCC leaves each such row out of both terms"]
+
+
 # --- per task ---------------------------------------------------------------------------------
 
 
@@ -166,15 +187,22 @@ def score_mtl(pred_path: Path, truth_path: Path) -> ScoreReport:
     truth = read_mtl_annotations(truth_path)
     pred = read_mtl_submission(pred_path)
     rows = match_rows(pred.images, truth.images, pred_path, truth_path)
+    labelled = {"VA": int(np.count_nonzero(truth.va_mask)),
+                "EXPR": int(np.count_nonzero(truth.expr_mask)),
+                "AU": int(np.count_nonzero(truth.au_mask.any(axis=1)))}
+    if not any(labelled.values()):
+        raise _nothing_to_score(truth_path, "labelled row (every VA is -5, every label -1)")
+    notes = _half_va_note(truth.va, [f"line {n}" for n in truth.line_numbers], truth_path)
+    notes += [f"{truth_path}: no {task} label in the ground truth: its term of P_MTL is 0"
+              for task, count in labelled.items() if count == 0]
     va_pred = np.stack([np.asarray(pred.valence)[rows], np.asarray(pred.arousal)[rows]], axis=1)
     score = metrics.mtl_score(truth.va, va_pred, truth.expression,
                               np.asarray(pred.expression)[rows], truth.aus,
                               np.asarray(pred.aus)[rows])
     lines = [
         f"MTL score: P_MTL = {score.P_MTL:.4f} (max 3)",
-        f"rows matched: {rows.size}; labelled frames: VA {int(np.count_nonzero(truth.va_mask))}, "
-        f"EXPR {int(np.count_nonzero(truth.expr_mask))}, "
-        f"AU {int(np.count_nonzero(truth.au_mask.any(axis=1)))}",
+        f"rows matched: {rows.size}; labelled frames: VA {labelled['VA']}, "
+        f"EXPR {labelled['EXPR']}, AU {labelled['AU']}",
         "",
     ]
     lines += _table("terms", [
@@ -188,7 +216,7 @@ def score_mtl(pred_path: Path, truth_path: Path) -> ScoreReport:
     lines += [""] + _table("expression F1 per class",
                            list(zip(vocab.EXPRESSIONS, score.f1_expression_per_class)))
     lines += [""] + _au_lines(score.f1_au_per_au)
-    return ScoreReport(score.as_dict(), lines)
+    return ScoreReport(score.as_dict(), lines, notes)
 
 
 def _lsd_truth(truth_path: Path) -> tuple[list[str], np.ndarray]:
@@ -206,6 +234,8 @@ def score_lsd(pred_path: Path, truth_path: Path) -> ScoreReport:
     truth_names, truth_labels = _lsd_truth(truth_path)
     pred_names, pred_labels = read_lsd_labels(pred_path)
     rows = match_rows(pred_names, truth_names, pred_path, truth_path)
+    if not rows.size:
+        raise _nothing_to_score(truth_path, "row")
     f1, per_class = metrics.lsd_f1(truth_labels, np.asarray(pred_labels)[rows])
     return _class_report("LSD", f1, per_class, vocab.LSD_CLASSES, rows.size,
                          int(np.count_nonzero(truth_labels >= 0)))
@@ -242,21 +272,28 @@ def score_per_video(task: str, pred_path: Path, truth_path: Path) -> ScoreReport
     rows = match_rows(pred_locations, truth_locations, pred_path, truth_path)
     pred_values = np.asarray(pred_values)[rows]
     if task == "va":
+        labelled = int(np.count_nonzero((truth_values > vocab.VA_MISSING).all(axis=1)))
+        if not labelled:
+            raise _nothing_to_score(truth_path, "frame with valence and arousal labelled "
+                                                "(every row holds -5)")
         valence, arousal = metrics.va_ccc(truth_values, pred_values)
         score = (valence + arousal) / 2
-        labelled = int(np.count_nonzero((truth_values > vocab.VA_MISSING).all(axis=1)))
         lines = [f"VA score: (CCC_V + CCC_A) / 2 = {score:.4f}",
                  f"rows matched: {rows.size}, labelled: {labelled}", ""]
         lines += _table("terms", [("CCC valence", valence), ("CCC arousal", arousal),
                                   ("score", score)])
         return ScoreReport({"score": score, "ccc_valence": valence, "ccc_arousal": arousal},
-                           lines)
+                           lines, _half_va_note(truth_values, truth_locations, truth_path))
     if task == "expr":
+        if not np.count_nonzero(truth_values >= 0):
+            raise _nothing_to_score(truth_path, "labelled frame (every expression is -1)")
         f1, per_class = metrics.expression_f1(truth_values, pred_values)
         return _class_report("EXPR", f1, per_class, vocab.EXPRESSIONS, rows.size,
                              int(np.count_nonzero(truth_values >= 0)))
-    f1, per_au = metrics.au_f1(truth_values, pred_values)
     labelled = int(np.count_nonzero((truth_values >= 0).any(axis=1)))
+    if not labelled:
+        raise _nothing_to_score(truth_path, "labelled frame (every AU is -1)")
+    f1, per_au = metrics.au_f1(truth_values, pred_values)
     lines = [f"AU score: mean F1 over 12 AUs = {f1:.4f}",
              f"rows matched: {rows.size}, labelled: {labelled}", ""]
     lines += _au_lines(per_au.tolist())
@@ -269,6 +306,8 @@ def score_ce(pred_path: Path, truth_path: Path) -> ScoreReport:
     truth_locations, truth_labels = read_per_video_submission(truth_path, "ce")
     pred_locations, pred_labels = read_per_video_submission(pred_path, "ce")
     rows = match_rows(pred_locations, truth_locations, pred_path, truth_path)
+    if not rows.size:
+        raise _nothing_to_score(truth_path, "row")
     truth_labels = np.asarray(truth_labels)
     f1, per_class = metrics.ce_f1(truth_labels, np.asarray(pred_labels)[rows])
     return _class_report("CE", f1, per_class, vocab.COMPOUND_EXPRESSIONS, rows.size,
@@ -280,8 +319,12 @@ def score(task: str, pred_path: Path, truth_path: Path) -> ScoreReport:
     if task not in TASKS:
         raise AbawError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     for path in (pred_path, truth_path):
-        if not path.exists():
-            raise AbawError(f"{path}: no such file or folder")
+        try:
+            path.stat()
+        except FileNotFoundError:
+            raise AbawError(f"{path}: no such file or folder") from None
+        except OSError as err:  # a loop of symbolic links, a permission, a name too long
+            raise AbawError(f"{path}: {err.strerror or err}") from None
     if task == "mtl":
         report = score_mtl(pred_path, truth_path)
     elif task == "lsd":
@@ -296,5 +339,7 @@ def score(task: str, pred_path: Path, truth_path: Path) -> ScoreReport:
 
 def run(args: argparse.Namespace) -> int:
     report = score(args.task, args.pred, args.truth)
+    for note in report.notes:
+        print(f"abaw: warning: {note}", file=sys.stderr)
     print(report.as_json() if args.json else "\n".join(report.lines))
     return 0

@@ -34,11 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     from abaw.errors import ConfigError
     from abaw.synth import generate
+    from abaw.synth.generator import record_derived, synth_lock
     from abaw.synth.oracle import oracle_report, summary_lines
     from abaw.synth.preview import write_preview
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not args.out.strip():
+        raise ConfigError("OUT is an empty path; give an output folder (e.g. data/synth)")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     out = Path(args.out)
     manifest = generate(out, size=args.size, seed=args.seed, workers=args.workers,
                         progress=not args.quiet)
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
               f"({manifest['images_per_second']} images/s rendering, "
               f"{manifest['workers']} workers)")
     if args.preview:
-        print(f"preview: {write_preview(out / 'preview.png', seed=args.seed)}")
+        with synth_lock(out):
+            print(f"preview: {write_preview(out / 'preview.png', seed=args.seed)}")
+            record_derived(out, "preview.png")
     if args.oracle:
         for line in summary_lines(oracle_report(out)):
             print(line)

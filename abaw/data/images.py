@@ -3,7 +3,8 @@
 Conventions:
 
 - images are decoded with OpenCV and returned as RGB ``uint8`` arrays of shape (H, W, 3);
-- a user's copy of a dataset may lack some listed images or hold truncated JPEGs. Missing files
+- a user's copy of a dataset may lack some listed images or hold truncated JPEGs (detected by
+  their missing end marker, :func:`is_truncated`, not only by a failed decode). Missing files
   are found once, up front (:func:`check_images`, an existence check, cheap even for 170k
   files); decode failures can only be seen when an image is loaded, so :func:`load_rgb`
   returns ``None`` for them and the dataset skips that sample (see
@@ -48,13 +49,42 @@ except AttributeError:  # pragma: no cover
     pass
 
 
+#: JPEG markers: start of scan, end of image; PNG's closing IEND chunk (type and CRC)
+_JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
+_PNG_SIGNATURE, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def is_truncated(data: bytes) -> bool:
+    """True when JPEG or PNG bytes end before the image does.
+
+    OpenCV decodes the first part of a truncated JPEG and returns an image (the rest grey),
+    so a cut file would be used silently. A complete JPEG has an end-of-image marker after its
+    last start-of-scan (in entropy-coded data 0xFF is always followed by 0x00 or a restart
+    marker, so the pair cannot occur by chance); a complete PNG has its ``IEND`` chunk. Other
+    formats are left to the decoder (False).
+    """
+    if data.startswith(b"\xff\xd8"):
+        sos = data.rfind(_JPEG_SOS)
+        return sos < 0 or data.find(_JPEG_EOI, sos) < 0
+    if data.startswith(_PNG_SIGNATURE):
+        return data.rfind(_PNG_IEND) < 0
+    return False
+
+
 def load_rgb(path: str | Path) -> np.ndarray | None:
     """Decode an image file to an RGB ``uint8`` (H, W, 3) array; ``None`` if it cannot be read.
 
-    ``None`` covers both a missing file and a file OpenCV cannot decode (truncated or not an
-    image); grey-scale files are expanded to three channels.
+    ``None`` covers a missing file, a file OpenCV cannot decode (not an image) and a truncated
+    JPEG or PNG (:func:`is_truncated`; OpenCV would return its first part); grey-scale files
+    are expanded to three channels.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if not data or is_truncated(data):
+        return None
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         return None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -33,6 +33,7 @@ Conventions:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -56,7 +57,7 @@ from abaw.data.loaders import SplitDataModule, collate_skip_unreadable
 from abaw.data.mtl import DATA_ROOT_ENV
 from abaw.data.transforms import STRENGTHS, eval_transforms, train_transforms
 from abaw.errors import AbawError, ConfigError, FormatError
-from abaw.formats.readers import read_lsd_labels, read_lsd_test_list, read_lsd_tree
+from abaw.formats.readers import read_lsd_labels, read_lsd_test_list, read_lsd_tree, read_text
 from abaw.models.losses import expression_class_weights
 from abaw.vocab import LSD_TEST_LIST, LSD_TRAIN_DIR, LSD_VAL_DIR, NUM_LSD_CLASSES
 
@@ -240,7 +241,8 @@ def read_occlusion_csv(path: str | Path) -> dict[str, int]:
     path = Path(path)
     flags: dict[str, int] = {}
     first_line: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
+    text = read_text(path)  # missing, empty, a device or not UTF-8: a FormatError
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         if "image" not in columns or "hand" not in columns:

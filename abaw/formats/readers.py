@@ -29,9 +29,11 @@ import pandas as pd
 
 from abaw import vocab
 from abaw.errors import ConfigError, FormatError
+from abaw.fileio import is_device
 
 #: A decimal number as it may appear in an ABAW file (no NaN, no inf, no hex, no ``_``).
-NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: ASCII digits only (``\d`` would accept fullwidth and Arabic-Indic digits no parser reads).
+NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 LSD_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -44,6 +46,8 @@ def read_text(path: str | Path) -> str:
     Raises :class:`FormatError` when the file is missing, a folder, empty, or not UTF-8.
     """
     path = Path(path)
+    if is_device(path):
+        raise FormatError(path, None, "is a device, not a file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -75,6 +79,13 @@ def split_lines(path: str | Path, text: str) -> list[str]:
     if "" in lines:
         raise FormatError(path, lines.index("") + 1, "blank line")
     return lines
+
+
+def _num(value: float) -> str:
+    """A parsed value exactly as read (shortest round-trip form): ``-5.0000001`` must not be
+    shown as ``-5`` in a message saying it is not -5."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -320,13 +331,13 @@ def read_mtl_annotations(path: str | Path) -> MtlAnnotations:
     empty = np.fromiter((not name for name in images), dtype=bool, count=len(images))
     _first_violation(path, line_numbers, [
         (empty, lambda r: "empty image path"),
-        (va_bad(v), lambda r: f"valence {v[r]:g} is not in [-1, 1] or -5"),
-        (va_bad(a), lambda r: f"arousal {a[r]:g} is not in [-1, 1] or -5"),
+        (va_bad(v), lambda r: f"valence {_num(v[r])} is not in [-1, 1] or -5"),
+        (va_bad(a), lambda r: f"arousal {_num(a[r])} is not in [-1, 1] or -5"),
         (_bad_int(e, vocab.EXPR_MISSING, vocab.NUM_EXPRESSIONS - 1),
-         lambda r: f"expression {e[r]:g} is not an integer in -1..{vocab.NUM_EXPRESSIONS - 1}"),
+         lambda r: f"expression {_num(e[r])} is not an integer in -1..{vocab.NUM_EXPRESSIONS - 1}"),
         (au_bad.any(axis=1),
          lambda r: (f"{vocab.AUS[int(np.flatnonzero(au_bad[r])[0])]} "
-                    f"{au[r][au_bad[r]][0]:g} is not -1, 0 or 1")),
+                    f"{_num(au[r][au_bad[r]][0])} is not -1, 0 or 1")),
     ])
     return MtlAnnotations(
         path=path,
@@ -342,9 +353,11 @@ def read_mtl_annotations(path: str | Path) -> MtlAnnotations:
 def _read_name_list(path: str | Path, header: str, what: str) -> list[str]:
     """A header line, then one name a line (``name`` or ``name,``)."""
     path = Path(path)
-    lines = split_lines(path, read_text(path))
+    lines = [line.rstrip(" \t") for line in split_lines(path, read_text(path))]
     _check_header(path, lines, (header, header + ","), what)
-    names = [line[:-1] if line.endswith(",") else line for line in lines[1:]]
+    # spaces or tabs around a name are never part of an image path (a list edited by hand,
+    # or exported with padding): without stripping, every submission row would be "unknown"
+    names = [(line[:-1] if line.endswith(",") else line).strip(" \t") for line in lines[1:]]
     joined = "\0".join(names)
     if "," in joined or "\0\0" in joined or (names and (not names[0] or not names[-1])):
         for row, name in enumerate(names):
@@ -513,8 +526,8 @@ def read_per_video_annotation(path: str | Path, task: str) -> np.ndarray:
     if task == "va":
         bad = ~(((values >= -1.0) & (values <= 1.0)) | (values == vocab.VA_MISSING))
         _first_violation(path, line_numbers, [
-            (bad[:, 0], lambda r: f"valence {values[r, 0]:g} is not in [-1, 1] or -5"),
-            (bad[:, 1], lambda r: f"arousal {values[r, 1]:g} is not in [-1, 1] or -5"),
+            (bad[:, 0], lambda r: f"valence {_num(values[r, 0])} is not in [-1, 1] or -5"),
+            (bad[:, 1], lambda r: f"arousal {_num(values[r, 1])} is not in [-1, 1] or -5"),
         ])
         return values.astype(np.float32)
     if task == "expr":
@@ -523,14 +536,14 @@ def read_per_video_annotation(path: str | Path, task: str) -> np.ndarray:
         e = values[:, 0]
         _first_violation(path, line_numbers, [
             (_bad_int(e, vocab.EXPR_MISSING, classes - 1),
-             lambda r: f"expression {e[r]:g} is not an integer in -1..{classes - 1}"),
+             lambda r: f"expression {_num(e[r])} is not an integer in -1..{classes - 1}"),
         ])
         return e.astype(np.int64)
     bad = _bad_int(values, vocab.AU_MISSING, 1)
     _first_violation(path, line_numbers, [
         (bad.any(axis=1),
          lambda r: (f"{vocab.AUS[int(np.flatnonzero(bad[r])[0])]} "
-                    f"{values[r][bad[r]][0]:g} is not -1, 0 or 1")),
+                    f"{_num(values[r][bad[r]][0])} is not -1, 0 or 1")),
     ])
     return values.astype(np.int64)
 
@@ -593,7 +606,7 @@ def read_sample_file(path: str | Path, task: str) -> list[str]:
     lines = split_lines(path, read_text(path))
     header = vocab.PER_VIDEO_SUBMISSION_HEADERS[task]
     _check_header(path, lines, (header, header + ","), f"{task.upper()} sample file")
-    locations = [line.partition(",")[0] for line in lines[1:]]
+    locations = [line.partition(",")[0].strip(" \t") for line in lines[1:]]
     for row, loc in enumerate(locations):
         if not loc:
             raise FormatError(path, row + 2, f"no image location in {_shorten(lines[row + 1])}")

@@ -31,6 +31,7 @@ import pandas as pd
 
 from abaw import vocab
 from abaw.errors import AbawError
+from abaw.fileio import is_device
 from abaw.formats.writers import expected_names
 
 KINDS: tuple[str, ...] = ("mtl", "lsd", "va", "expr", "au", "ce")
@@ -113,9 +114,15 @@ SPECS: dict[str, _Spec] = {
     ),
 }
 
-_FLOAT = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_INT = r"-?\d+"
+# ASCII digits only: ``\d`` also matches fullwidth and Arabic-Indic digits, which no number
+# parser downstream reads
+_FLOAT = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_INT = r"-?[0-9]+"
 _NAME = r"[^,\s\x00-\x1f][^,\x00-\x1f]*"
+#: what a value must look like, for the messages
+_INT_HINT = ("an integer: write ASCII digits with an optional leading '-' (classes and AUs "
+             "are written 1, not +1, 1.0 or a probability)")
+_FLOAT_HINT = "a number: write ASCII digits with an optional sign, '.' and exponent (e.g. -0.25)"
 _FLOAT_RE = re.compile(_FLOAT)
 _INT_RE = re.compile(_INT)
 _NAME_RE = re.compile(_NAME)
@@ -172,12 +179,9 @@ def _diagnose(spec: _Spec, line: str) -> str:
         if column.integer:
             if _INT_RE.fullmatch(text):
                 continue
-            if _FLOAT_RE.fullmatch(text):
-                return f"{column.name} {_show(text)} is not an integer (classes and AUs are " \
-                    "written as plain integers: 1, not 1.0 or a probability)"
-            return f"{column.name} {_show(text)} is not an integer"
+            return f"{column.name} {_show(text)} is not {_INT_HINT}"
         if _FLOAT_RE.fullmatch(text) is None:
-            return f"{column.name} {_show(text)} is not a number"
+            return f"{column.name} {_show(text)} is not {_FLOAT_HINT}"
     return "malformed line"  # unreachable when the row pattern and the checks agree
 
 
@@ -319,6 +323,9 @@ def parse_submission(kind: str, path: str | Path) -> ParsedSubmission:
     if kind not in SPECS:
         raise AbawError(f"unknown submission kind {kind!r}; expected one of {', '.join(KINDS)}")
     path = Path(path)
+    if is_device(path):  # /dev/zero would be read forever
+        return ParsedSubmission(problems=[Problem(None, "is a device, not a file")],
+                                values=np.empty((0, len(SPECS[kind].columns))))
     try:
         data = path.read_bytes()
     except FileNotFoundError:

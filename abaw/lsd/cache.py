@@ -14,10 +14,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from abaw.fileio import atomic_write_bytes
+from abaw.errors import AbawError
+from abaw.fileio import (
+    atomic_write_bytes,
+    clean_stale_temporaries,
+    ensure_folder,
+    temporary_path,
+)
 
 CACHE_ENV = "ABAW_CACHE_DIR"
 
@@ -64,17 +69,18 @@ def materialise(cached: Path, destination: Path) -> None:
     Hard links share bytes with the cache: tools that rewrite a file by replacing it (as
     every abaw writer does) are safe; editing an output *in place* would alter the cache.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    os.close(fd)
-    os.unlink(tmp)
+    ensure_folder(destination.parent)
+    clean_stale_temporaries(destination)
+    tmp = temporary_path(destination)
     try:
         try:
             os.link(cached, tmp)
         except OSError:  # another file system (or no hard links): copy instead
             shutil.copyfile(cached, tmp)
         os.replace(tmp, destination)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise AbawError(f"cannot write {destination}: {err.strerror or err}") from None
         raise

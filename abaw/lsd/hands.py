@@ -252,7 +252,11 @@ def detect_folder(
     try:
         for path in tqdm(list_images(src), desc="hands", unit="img", disable=not progress, file=sys.stderr):
             relative = path.relative_to(src).as_posix()
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as err:  # unreadable: listed, like an undecodable image
+                report.failed.append((path, f"cannot read: {err.strerror or err}"))
+                continue
             key = content_key(data, "hands", setting_key)
             cached = cache.get(key, ".json")
             if cached is not None:

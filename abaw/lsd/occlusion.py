@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from abaw.errors import ConfigError, FormatError
-from abaw.fileio import atomic_write_text
+from abaw.fileio import atomic_write_text, is_device
 from abaw.vocab import NUM_LSD_CLASSES
 
 __all__ = ["OCCLUSION_RULES", "OcclusionRule", "estimate_occluded_weights"]
@@ -174,12 +174,18 @@ class OcclusionRule:
     def load(cls, path: str | Path) -> OcclusionRule:
         """Read a rule written by :meth:`save`; a malformed file raises FormatError."""
         path = Path(path)
+        if is_device(path):
+            raise FormatError(path, None, "is a device, not a file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise FormatError(path, None, "occlusion rule file not found") from err
         except json.JSONDecodeError as err:
             raise FormatError(path, err.lineno, f"not valid JSON: {err.msg}") from err
+        except UnicodeDecodeError:
+            raise FormatError(path, None, "not UTF-8 text: is this a rule JSON file?") from None
+        except RecursionError:
+            raise FormatError(path, None, "not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise FormatError(path, None, "expected a JSON object")
         unknown = set(data) - {"rule", "threshold", "blend", "class_weights"}
@@ -187,5 +193,5 @@ class OcclusionRule:
             raise FormatError(path, None, f"unknown keys {sorted(unknown)}")
         try:
             return cls(**data)
-        except (ConfigError, TypeError) as err:
+        except (ConfigError, TypeError, ValueError) as err:
             raise FormatError(path, None, str(err)) from err

@@ -73,14 +73,27 @@ def load_upscaler(model: str = "compact", device: str = "cpu"):
     """A spandrel ``ImageModelDescriptor`` for ``model`` (``compact`` or ``x4plus``), in eval
     mode on ``device``."""
     import spandrel
-    import torch
 
     if model not in MODELS:
         raise ConfigError(f"unknown super-resolution model {model!r}; choose from {', '.join(MODELS)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but torch sees no CUDA device")
+    check_device(device)
     descriptor = spandrel.ModelLoader(device=device).load_from_file(assets.fetch(MODELS[model]))
     return descriptor.eval()
+
+
+def check_device(device: str) -> None:
+    """A torch device name this machine has (``cpu``, ``cuda``, ``cuda:N``); else ConfigError."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a device name; use cpu, cuda or "
+                          "cuda:N") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} requested but torch sees no CUDA device")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: only cpu and cuda are supported")
 
 
 def upscale(descriptor, batch, tile: int = 0, overlap: int = TILE_OVERLAP):
@@ -132,13 +145,18 @@ def decode(data: bytes) -> np.ndarray:
     """RGB uint8 array of an encoded image; raises ``ValueError`` with the decoder's reason."""
     from PIL import Image, UnidentifiedImageError
 
+    from abaw.data.images import is_truncated
+
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            decoded = np.asarray(image.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError("not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three on damaged files
         raise ValueError(f"corrupt or truncated image: {err}") from None
+    if is_truncated(data):  # decoded anyway when PIL is set to load truncated images
+        raise ValueError("corrupt or truncated image: the file ends before its end marker")
+    return decoded
 
 
 def encode(image: np.ndarray, suffix: str) -> bytes:
@@ -219,6 +237,7 @@ def run_superres(
         raise ConfigError(f"unknown super-resolution model {model!r}; choose from {', '.join(MODELS)}")
     if size < 1 or batch < 1 or workers < 1 or tile < 0:
         raise ConfigError("--size, --batch and --workers must be positive and --tile >= 0")
+    check_device(device)
     started = time.perf_counter()
     cache = ResultCache("superres", cache_root)
     weights_sha = assets.pinned_sha256(MODELS[model])
@@ -227,7 +246,11 @@ def run_superres(
     for path in list_images(src):
         report.total += 1
         relative = path.relative_to(src)
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:  # unreadable (permissions, a device, a dangling link): listed
+            report.failed.append((path, f"cannot read: {err.strerror or err}"))
+            continue
         key = content_key(data, "superres", MODELS[model], weights_sha, size, path.suffix.lower())
         hit = cache.path(key, path.suffix.lower())
         if hit.exists():

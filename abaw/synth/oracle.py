@@ -152,6 +152,9 @@ def oracle_report(out: str | Path, save: bool = True) -> dict:
     report = {"mtl": mtl_oracle(out), "lsd": lsd_oracle(out), "per_video": per_video_oracle(out)}
     if save:
         atomic_write_text(out / ORACLE_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        from abaw.synth.generator import record_derived
+
+        record_derived(out, ORACLE_FILE)
     return report
 
 

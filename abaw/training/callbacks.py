@@ -27,7 +27,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from abaw.errors import AbawError
-from abaw.fileio import atomic_write_bytes
+from abaw.fileio import atomic_write_bytes, check_writable_folder
 from abaw.formats.writers import write_mtl_submission
 from abaw.postprocess import apply_au_thresholds, default_postprocess_path, load_postprocess
 
@@ -38,7 +38,19 @@ SUBMISSION_FILE = "submission.txt"
 KEYS = ("va", "expr_prob", "au_prob")
 
 
-class MtlPredictionWriter(BasePredictionWriter):
+class OutputDirCheck:
+    """Mixin of the prediction writers: before any image is predicted, check that
+    ``output_dir`` (when set) is a folder files can be written into (an error now, not after
+    the whole prediction)."""
+
+    output_dir: str | None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict" and self.output_dir and trainer.is_global_zero:
+            check_writable_folder(self.output_dir)
+
+
+class MtlPredictionWriter(OutputDirCheck, BasePredictionWriter):
     """Write ``predictions.npz`` and ``submission.txt`` after ``trainer.predict``.
 
     Args:

@@ -28,19 +28,27 @@ Examples::
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import signal
+import stat
 import warnings
 from pathlib import Path
 
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.trainer.states import TrainerStatus
 
 from abaw.data.mtl import MtlDataModule
-from abaw.errors import ConfigError
+from abaw.errors import AbawError, ConfigError
+from abaw.fileio import is_device
 from abaw.log import configure_logging
 from abaw.training.callbacks import MtlPredictionWriter
 from abaw.training.mtl_module import MtlModule
+
+log = logging.getLogger(__name__)
 
 #: Value of the top-level ``challenge`` key of an MTL config (``challenge: lsd`` goes to
 #: :mod:`abaw.training.lsd_cli`).
@@ -84,6 +92,73 @@ def add_checkpoint_arguments(parser: LightningArgumentParser, monitor: str) -> N
                               compute_fn=checkpoint_dir)
 
 
+#: ``--ckpt_path`` values Lightning resolves itself (not file names)
+_SPECIAL_CKPT = ("last", "best", "hpc")
+#: ``data.*`` sizes that must be positive integers (``None`` allowed: a default applies)
+_POSITIVE = ("img_size", "batch_size", "eval_batch_size")
+
+
+def check_data_sizes(data: dict) -> None:
+    """Refuse a non-positive image or batch size and a negative worker count (a clear
+    :class:`ConfigError` instead of a failure deep inside albumentations or a DataLoader)."""
+    for key in _POSITIVE:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+    workers = data.get("num_workers")
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"data.num_workers must be 0 or more, got {workers!r}")
+
+
+def _is_checkpoint_file(ckpt_path: object) -> bool:
+    return (ckpt_path is not None and str(ckpt_path) not in _SPECIAL_CKPT
+            and not str(ckpt_path).startswith("registry"))
+
+
+def check_checkpoint_file(ckpt_path: object) -> None:
+    """``--ckpt_path FILE`` must be an existing, non-empty regular file (checked before any
+    model is built)."""
+    if not _is_checkpoint_file(ckpt_path):
+        return
+    path = Path(str(ckpt_path))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"--ckpt_path {path}: no such file") from None
+    except OSError as err:
+        raise ConfigError(f"--ckpt_path {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"--ckpt_path {path}: not a regular file")
+    if info.st_size == 0:
+        raise ConfigError(f"--ckpt_path {path}: the file is empty (an interrupted copy?)")
+
+
+_STATE_DICT_ERROR = "Error(s) in loading state_dict"
+
+
+def state_dict_mismatch(err: RuntimeError, ckpt_path: object) -> ConfigError | None:
+    """torch's "Error(s) in loading state_dict" (hundreds of key names) as one line: how many
+    weights are missing, unexpected or differently shaped, and what to do. ``None`` for any
+    other error."""
+    text = str(err)
+    if _STATE_DICT_ERROR not in text:
+        return None
+    counts = []
+    for label, pattern in (("missing", r"Missing key\(s\) in state_dict: (.*)"),
+                           ("unexpected", r"Unexpected key\(s\) in state_dict: (.*)")):
+        found = re.search(pattern, text)
+        if found:
+            counts.append(f"{found.group(1).count(chr(34)) // 2} {label}")
+    reshaped = text.count("size mismatch for ")
+    if reshaped:
+        counts.append(f"{reshaped} differently shaped")
+    return ConfigError(
+        f"--ckpt_path {ckpt_path} was saved from a different model ({', '.join(counts)} "
+        "weights): run with the config it was trained with (model.backbone, model.au_head, "
+        "data.tasks)")
+
+
 class ChallengeCLI(LightningCLI):
     """What the MTL and LSD CLIs share: the ``--challenge`` key (a config for another challenge
     is refused), the best/last checkpoints (:func:`add_checkpoint_arguments` on ``MONITOR``),
@@ -101,11 +176,52 @@ class ChallengeCLI(LightningCLI):
         parser.add_lightning_class_args(self.PREDICTION_WRITER, "submission")
         parser.link_arguments("data.img_size", "model.img_size")
 
+    def _subcommand_config(self):
+        return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        config = self._subcommand_config()
         if config.get("challenge", self.CHALLENGE) != self.CHALLENGE:
             raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; the config says "
                               f"challenge: {config['challenge']}")
+        check_data_sizes(config.get("data") or {})
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyper-parameters here (torch.load, weights_only): a
+        # file that is not a checkpoint fails with a bare unpickling error, so say what it is
+        # (and never suggest weights_only=False: unpickling arbitrary code is unsafe)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        check_checkpoint_file(ckpt_path)
+        before = _as_dict(self.config[subcommand].get("model")) if ckpt_path else {}
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:
+            if isinstance(err, AbawError):
+                raise
+            raise ConfigError(f"--ckpt_path {ckpt_path}: not a checkpoint written by abaw fit "
+                              f"(it cannot be loaded as one: {type(err).__name__})") from None
+        if ckpt_path:  # Lightning replaced the model's arguments by the checkpoint's: say so
+            after = _as_dict(self.config[subcommand].get("model"))
+            for key in sorted(k for k in after if k in before and after[k] != before[k]):
+                log.warning("--ckpt_path %s was trained with model.%s=%r: using that (the "
+                            "config's %r is ignored)", ckpt_path, key, after[key], before[key])
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except RuntimeError as err:
+            mismatch = state_dict_mismatch(err, self._subcommand_config().get("ckpt_path"))
+            if mismatch is None:
+                raise
+            raise mismatch from None
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after its graceful shutdown (and leaves
+            # SIGINT ignored); an interrupt is exit status 130 everywhere in abaw
+            if self.trainer.state.status == TrainerStatus.INTERRUPTED:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
+            raise
 
 
 class MtlCLI(ChallengeCLI):
@@ -123,6 +239,43 @@ class MtlCLI(ChallengeCLI):
         parser.link_arguments("data.label_stats", "model.label_stats", apply_on="instantiate")
 
 
+def _as_dict(namespace: object) -> dict:
+    if namespace is None:
+        return {}
+    as_dict = getattr(namespace, "as_dict", None)
+    return dict(as_dict()) if callable(as_dict) else dict(namespace)  # type: ignore[call-overload]
+
+
+def _config_arguments(argv: list[str]) -> list[str]:
+    """The values of ``--config X`` / ``-c X`` / ``--config=X`` in ``argv``."""
+    values = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            values.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Each ``--config`` file must be readable UTF-8 text (jsonargparse would fail with a bare
+    decoding error on a binary file, or read a device forever)."""
+    for value in _config_arguments(argv):
+        path = Path(value)
+        if is_device(path):
+            raise ConfigError(f"--config {value}: is a device, not a file")
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # jsonargparse reports a missing or unreadable config itself
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise ConfigError(f"{value}:{line}: not a YAML text file (byte "
+                              f"0x{data[err.start]:02x} is not UTF-8)") from None
+
+
 def run_cli(cli_class: type[ChallengeCLI], model_class: type[LightningModule],
             datamodule_class: type[LightningDataModule], argv: list[str]) -> int:
     """Run ``cli_class`` over the two classes on ``argv``; returns the exit status.
@@ -131,6 +284,7 @@ def run_cli(cli_class: type[ChallengeCLI], model_class: type[LightningModule],
     (:class:`abaw.errors.AbawError`) propagate to :func:`abaw.cli.main`, which prints them.
     """
     configure_logging()
+    check_config_files(argv)
     try:
         with warnings.catch_warnings():
             # Under ``abaw fit ...`` sys.argv holds the same arguments as ``argv``; LightningCLI

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from abaw.data.lsd import LsdDataModule
+from abaw.fileio import is_device
 from abaw.training.cli import ChallengeCLI, run_cli
 from abaw.training.lsd_module import LsdModule, LsdPredictionWriter
 
@@ -35,9 +36,11 @@ LSD_CHALLENGE = "lsd"
 
 
 def _config_challenge(path: Path) -> str | None:
+    if is_device(path):
+        return None  # refused by the CLI's own check of --config files
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 text
         return None  # let the CLI itself report an unreadable config
     return content.get("challenge") if isinstance(content, dict) else None
 

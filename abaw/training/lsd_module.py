@@ -56,6 +56,7 @@ from abaw.lsd.occlusion import OcclusionRule
 from abaw.metrics import f1_per_class, lsd_f1
 from abaw.models import Backbone, ExpressionHead, create_backbone, expression_loss
 from abaw.training.base import ChallengeModule
+from abaw.training.callbacks import OutputDirCheck
 from abaw.training.plots import save_confusion_matrix
 from abaw.vocab import EXPR_MISSING, LSD_CLASSES, NUM_LSD_CLASSES
 
@@ -341,7 +342,7 @@ class LsdModule(ChallengeModule):
 # --- prediction files -------------------------------------------------------------------------
 
 
-class LsdPredictionWriter(BasePredictionWriter):
+class LsdPredictionWriter(OutputDirCheck, BasePredictionWriter):
     """Write ``predictions.npz`` and ``submission.txt`` after ``trainer.predict``.
 
     Rows are gathered from every rank (DDP), put back in dataset order by ``index``, and the
