@@ -32,7 +32,6 @@ Conventions:
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -55,10 +54,18 @@ from abaw.data.images import (
 from abaw.data.loaders import SplitDataModule, collate_skip_unreadable
 from abaw.data.mtl import DATA_ROOT_ENV
 from abaw.data.transforms import STRENGTHS, eval_transforms, train_transforms
-from abaw.errors import AbawError, ConfigError, FormatError
-from abaw.formats.readers import read_lsd_labels, read_lsd_test_list, read_lsd_tree
+from abaw.errors import AbawError, ConfigError
+from abaw.formats.readers import read_lsd_test_list, read_lsd_tree, read_occlusion_csv
+from abaw.formats.submissions import read_lsd_labels
 from abaw.models.losses import expression_class_weights
-from abaw.vocab import LSD_TEST_LIST, LSD_TRAIN_DIR, LSD_VAL_DIR, NUM_LSD_CLASSES
+from abaw.vocab import (
+    LSD_TEST_DIR,
+    LSD_TEST_LIST,
+    LSD_TEST_TRUTH,
+    LSD_TRAIN_DIR,
+    LSD_VAL_DIR,
+    NUM_LSD_CLASSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +79,8 @@ __all__ = [
     "domain_bridge_transforms",
     "lsd_train_transforms",
     "paste_hand",
-    "read_occlusion_csv",
 ]
 
-#: Flat folder of the test images, relative to the data root, when ``test_dir`` is not given.
-LSD_TEST_DIR = "test_set"
-#: Labelled test truth (``image,expression``) the synthetic data ships, for ``abaw test``
-#: (the name :mod:`abaw.synth.layouts` writes; the real test labels are not released).
-LSD_TEST_LABELS = "test_set_labels.txt"
 UNKNOWN = -1
 
 Balance = Literal["none", "sampler", "loss"]
@@ -229,43 +230,6 @@ def _loss_class_weights(labels: np.ndarray, power: float) -> np.ndarray:
 
 
 # --- occlusion labels -------------------------------------------------------------------------
-
-
-def read_occlusion_csv(path: str | Path) -> dict[str, int]:
-    """``{relative image path: 0/1}`` from a CSV with at least the columns ``image,hand``.
-
-    ``hand`` accepts 0/1 (also ``0.0``/``1.0``, ``true``/``false``). Paths are normalised to
-    forward slashes. An image listed twice with different flags is an error naming both lines.
-    """
-    path = Path(path)
-    flags: dict[str, int] = {}
-    first_line: dict[str, int] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if "image" not in columns or "hand" not in columns:
-            raise FormatError(path, 1, f"expected columns 'image' and 'hand', found {columns}")
-        reader.fieldnames = columns
-        for row in reader:
-            line = reader.line_num
-            image = (row.get("image") or "").strip().replace("\\", "/")
-            raw = (row.get("hand") or "").strip().lower()
-            if not image:
-                raise FormatError(path, line, "empty image name")
-            if raw in ("1", "1.0", "true"):
-                hand = 1
-            elif raw in ("0", "0.0", "false"):
-                hand = 0
-            else:
-                raise FormatError(path, line, f"hand must be 0 or 1, got {raw!r}")
-            if image in flags and flags[image] != hand:
-                raise FormatError(
-                    path, line, f"{image} is flagged {hand} here but {flags[image]} on line "
-                    f"{first_line[image]}"
-                )
-            flags[image] = hand
-            first_line.setdefault(image, line)
-    return flags
 
 
 def _occlusion_for(images: Sequence[str], csv_path: str | Path | None, split: str,
@@ -521,6 +485,17 @@ class LsdDataModule(SplitDataModule):
         #: the test list in order, repeats kept (predict_split="test"); the writer needs it
         self.predict_test_list: list[str] | None = None
 
+    @property
+    def predict_split(self) -> str:
+        """What ``predict`` runs on: ``"test"`` (the list) or ``"val"``; settable."""
+        return self.hparams.predict_split
+
+    @predict_split.setter
+    def predict_split(self, split: str) -> None:
+        if split not in ("test", "val"):
+            raise ConfigError(f"predict_split must be 'test' or 'val', got {split!r}")
+        self.hparams.predict_split = split
+
     # --- paths ---
 
     def _path(self, explicit: str | None, default_name: str, what: str) -> Path:
@@ -552,7 +527,7 @@ class LsdDataModule(SplitDataModule):
 
     @property
     def test_labels(self) -> Path:
-        return self._path(self.hparams.test_labels, LSD_TEST_LABELS, "test_labels")
+        return self._path(self.hparams.test_labels, LSD_TEST_TRUTH, "test_labels")
 
     def _report_dir(self) -> str | None:
         trainer = self.trainer
