@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from abaw import cli
+from abaw.errors import AbawError
 from abaw.formats.submissions import validate_submission
+from abaw.runner import config_files
+from abaw.tracks.mtl import MTL
 from abaw.vocab import LSD_TEST_LIST, MTL_TEST_LIST
 from challenges import lsd, mtl
 
@@ -63,8 +67,20 @@ def test_lsd_recipe_without_sr_writes_a_valid_submission(tmp_path, monkeypatch):
     assert validate_submission("lsd", out / "submission.txt", test_list=test_list) == []
 
 
-def test_recipes_report_bad_data_in_one_line(tmp_path, capsys):
+def test_recipes_report_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipes find configs/<challenge>/base.yaml from the root
     assert mtl.main(["--data", str(tmp_path / "nowhere")]) == 2
     assert lsd.main(["--data", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["run", "mtl", "--data", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert "nowhere" in err and "Traceback" not in err
+    assert err.count("nowhere") == 3 and "Traceback" not in err
+
+
+def test_configs_stack_on_the_track_base(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    base = Path("configs/mtl/base.yaml")
+    assert config_files(MTL, None) == [base]
+    assert config_files(MTL, [str(base)]) == [base]
+    assert config_files(MTL, ["configs/mtl/hybrid.yaml"]) == [base, Path("configs/mtl/hybrid.yaml")]
+    with pytest.raises(AbawError, match="no_such.yaml: config file not found"):
+        config_files(MTL, ["configs/mtl/no_such.yaml"])

@@ -414,8 +414,8 @@ class MtlDataModule(SplitDataModule):
             path = Path(self.test_annotations) if self.test_annotations else root / MTL_TEST_TRUTH
             if not path.is_file():
                 raise ConfigError(
-                    f"`abaw test` needs labelled test data and {path} does not exist (the real "
-                    "test labels are not released: use `abaw predict` and submit instead)")
+                    f"`abaw mtl test` needs labelled test data and {path} does not exist (the real "
+                    "test labels are not released: use `abaw mtl predict` and submit instead)")
             self.datasets["test"] = self._annotated(path, "test", evaluate)
         if stage == "predict":
             self._setup_predict(evaluate)
