@@ -246,13 +246,13 @@ class Challenge:
 def parser(challenge: Challenge) -> argparse.ArgumentParser:
     """The recipe's command line: the common options, then the track's own."""
     p = argparse.ArgumentParser(prog=f"make {challenge.name}", description=challenge.description)
-    base = CONFIG_DIR / challenge.name / BASE_CONFIG
     p.add_argument("--data", help=f"real {challenge.name.upper()} data folder (default: the "
                                   f"embedded synthetic data, generated under {SYNTH_DIR})")
     p.add_argument("--test-images", help="folder of the test images (default: under --data)")
     p.add_argument("--config", action="append", default=None,
-                   help=f"training config (YAML); repeat to stack overlays; {base} is always "
-                        "first (default: it alone)")
+                   help=f"training config (YAML): an overlay stacked on the {BASE_CONFIG} in its "
+                        f"folder; repeat to stack more (default: {CONFIG_DIR}/{challenge.name}/"
+                        f"{BASE_CONFIG} alone)")
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
@@ -273,11 +273,14 @@ def parse_args(challenge: Challenge, argv: Sequence[str] | None) -> argparse.Nam
 
 
 def config_files(challenge: Challenge, given: Sequence[str] | None) -> list[Path]:
-    """The stacked configs: the track's base, then the given overlays (each must exist)."""
-    base = CONFIG_DIR / challenge.name / BASE_CONFIG
-    files = [Path(c) for c in (given or [])]
-    if not files or files[0].resolve() != base.resolve():
-        files.insert(0, base)
+    """The stacked configs: a track's ``base.yaml``, then the given overlays (each must exist).
+
+    No config given: ``configs/<challenge>/base.yaml``. Otherwise the base is the
+    ``base.yaml`` beside the first overlay, put first unless the first file is a base itself.
+    """
+    files = [Path(c) for c in (given or [])] or [CONFIG_DIR / challenge.name / BASE_CONFIG]
+    if files[0].name != BASE_CONFIG:
+        files.insert(0, files[0].with_name(BASE_CONFIG))
     for path in files:
         if not path.is_file():
             raise AbawError(f"{path}: config file not found")
