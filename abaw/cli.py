@@ -27,7 +27,7 @@ from abaw.errors import AbawError
 #: subcommand -> (module under abaw.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("score", "score a submission file against ground truth with the official metric"),
-    "validate": ("validate", "check a submission file before uploading it (or, with --config, run a Lightning validation)"),
+    "validate": ("validate", "check a submission file before uploading it"),
     "synth": ("synth", "generate the embedded synthetic data in the official on-disk layouts"),
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),

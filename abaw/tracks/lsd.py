@@ -1,4 +1,4 @@
-"""The LSD challenge (4th ABAW, learning from synthetic data) as a runner spec: ``make lsd``.
+"""The LSD challenge (4th ABAW, learning from synthetic data) end to end: ``make lsd``.
 
 Steps: embedded data (unless ``--data``) → offline assets (Real-ESRGAN, MediaPipe) →
 super-resolution of the synthetic training images at the configured ``data.img_size``

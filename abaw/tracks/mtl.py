@@ -1,4 +1,4 @@
-"""The MTL challenge (4th ABAW, s-Aff-Wild2) as a runner spec: ``make mtl`` / ``abaw run mtl``.
+"""The MTL challenge (4th ABAW, s-Aff-Wild2) end to end: ``make mtl`` / ``abaw run mtl``.
 
 Steps (:func:`abaw.runner.run`): embedded data (unless ``--data``) → train the config
 (resuming ``last.ckpt``) → predict the validation set and score it with the official P_MTL,
