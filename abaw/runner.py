@@ -45,6 +45,7 @@ from typing import Any
 from abaw.errors import AbawError
 from abaw.fileio import atomic_write_text
 from abaw.scoring import ScoreReport
+from abaw.synth.sizes import SIZES
 
 log = logging.getLogger("abaw.recipe")
 
@@ -256,7 +257,7 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
-    p.add_argument("--synth-size", default="default", choices=["tiny", "default"],
+    p.add_argument("--synth-size", default="default", choices=list(SIZES),
                    help="size of the embedded data (tiny: seconds, for smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="seed of the embedded data")
     challenge.add_arguments(p)

@@ -18,6 +18,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("metrics", "benchmarks.bench_metrics"),
     ("superres", "benchmarks.bench_superres"),
     ("training", "benchmarks.bench_training"),
+    ("loader", "benchmarks.bench_loader"),
 ]
 
 

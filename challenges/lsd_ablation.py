@@ -19,6 +19,7 @@ from pathlib import Path
 
 from abaw.fileio import atomic_write_text
 from abaw.runner import attempt, ensure_synthetic_data, oracle, write_report
+from abaw.synth.sizes import SIZES
 from abaw.tracks.lsd import LSD
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="class-stratified training subset for every row (0 = all)")
     p.add_argument("--sr", default="none,compact,x4plus", help="SR models to compare")
     p.add_argument("--hands", default="off,on", help="hand-module settings to compare")
-    p.add_argument("--synth-size", default="default", choices=["tiny", "default"])
+    p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--sr-workers", type=int, default=1)
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from abaw.fileio import atomic_write_text
 from abaw.runner import attempt, ensure_synthetic_data, oracle, write_report
+from abaw.synth.sizes import SIZES
 from abaw.tracks.mtl import MTL
 
 #: name -> (config overlay on base.yaml, extra LightningCLI overrides, term the row is judged on)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make mtl-baselines", description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3, help="training epochs for every row")
     p.add_argument("--rows", help="comma-separated subset of row names (default: all)")
-    p.add_argument("--synth-size", default="default", choices=["tiny", "default"])
+    p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
     rows = ROWS if not args.rows else {k: ROWS[k] for k in args.rows.split(",")}

@@ -206,3 +206,39 @@ def test_test_stage_needs_labelled_test_file(tmp_path) -> None:
     (root / "test_set_annotations.txt").unlink()
     with pytest.raises(ConfigError, match="abaw mtl predict"):
         _module(root).setup("test")
+
+
+def test_cached_and_file_loaders_give_the_same_eval_batches(tmp_path) -> None:
+    # at the native side (the fixture's images are 32 px) neither path resizes, so the
+    # cached uint8 batch, normalised by the datamodule hook, equals the albumentations one
+    root = make_mtl_data(tmp_path / "data", n_train=6, n_val=6)
+    batches = []
+    for cache in (True, False):
+        module = _module(root, cache=cache, cache_dir=str(tmp_path / "cache"), eval_batch_size=6)
+        module.setup("validate")
+        batch = next(iter(module.val_dataloader()))
+        assert batch["image"].dtype == (torch.uint8 if cache else torch.float32)
+        batches.append(module.on_after_batch_transfer(batch, 0))
+    cached, files = batches
+    for key in ("va", "va_mask", "expr", "au", "index"):
+        assert torch.equal(cached[key], files[key]), key
+    torch.testing.assert_close(cached["image"], files["image"], atol=1e-6, rtol=0)
+
+
+def test_batched_read_equals_item_reads(data_root, tmp_path) -> None:
+    module = _module(data_root, cache_dir=str(tmp_path / "cache"))
+    module.setup("fit")
+    train = module.datasets["train"]
+    rows = [5, 0, 3, 3]
+    batch = train.__getitems__(rows)
+    items = collate_skip_unreadable([train[i] for i in rows])
+    assert set(batch) == set(items)
+    for key in batch:
+        assert torch.equal(batch[key], items[key]), key
+    assert batch["index"].tolist() == rows
+
+
+def test_bad_sizes_are_config_errors(data_root) -> None:
+    for kwargs in ({"img_size": -3}, {"batch_size": 0}, {"eval_batch_size": 0}):
+        with pytest.raises(ConfigError):
+            _module(data_root, **kwargs)

@@ -1,6 +1,6 @@
 """``abaw synth OUT``: generate the embedded synthetic data in the official layouts.
 
-Options: ``--size tiny|default``, ``--seed N``, ``--workers K`` (default: all CPUs),
+Options: ``--size tiny|small|default``, ``--seed N``, ``--workers K`` (default: all CPUs),
 ``--preview`` (also write ``OUT/preview.png``), ``--oracle`` (score the noiseless latent
 labels against the noisy official labels: the ceiling; saved as ``OUT/oracle.json``),
 ``--quiet`` (no progress bar). An existing complete output with the same parameters is

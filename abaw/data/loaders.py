@@ -27,8 +27,15 @@ from abaw.errors import ConfigError
 __all__ = ["SplitDataModule", "collate_skip_unreadable"]
 
 
-def collate_skip_unreadable(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """``default_collate`` without the ``None`` samples (unreadable images); ``None`` if empty."""
+def collate_skip_unreadable(
+        batch: list[dict[str, Any] | None] | dict[str, Any]) -> dict[str, Any] | None:
+    """``default_collate`` without the ``None`` samples (unreadable images); ``None`` if empty.
+
+    A dict is a batch a dataset's ``__getitems__`` already collated (one read of the decoded
+    cache); it passes through unchanged.
+    """
+    if isinstance(batch, dict):
+        return batch
     kept = [sample for sample in batch if sample is not None]
     return default_collate(kept) if kept else None
 

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from abaw.data.batch_augment import BatchAugment
+from abaw.data.cache import DecodedImages, decode_split
 from abaw.data.images import (
     ImageProblems,
     MissingTestPolicy,
@@ -192,12 +194,14 @@ class MtlDataset(Dataset):
     """
 
     def __init__(self, image_root: str | Path, labels: MtlLabels, transform: Any,
-                 split: str = "train", problems_file: str | Path | None = None) -> None:
+                 split: str = "train", problems_file: str | Path | None = None,
+                 decoded: DecodedImages | None = None) -> None:
         self.image_root = Path(image_root)
         self.labels = labels
         self.transform = transform
         self.split = split
         self.problems_file = Path(problems_file) if problems_file is not None else None
+        self.decoded = decoded
         self._reported: set[str] = set()
 
     def __len__(self) -> int:
@@ -218,19 +222,46 @@ class MtlDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         labels = self.labels
         relative = str(labels.images[i])
-        image = load_rgb(self.image_root / relative)
+        image = _load(self.image_root / relative, i, self.decoded, self.transform)
         if image is None:
             self._report_unreadable(relative)
             return None
         va = torch.from_numpy(labels.va[i])
         return {
-            "image": self.transform(image=image)["image"],
+            "image": image,
             "va": va,
             "va_mask": torch.tensor(bool((labels.va[i] > VA_MISSING).all())),
             "expr": torch.tensor(labels.expression[i], dtype=torch.int64),
             "au": torch.from_numpy(labels.aus[i]),
             "index": torch.tensor(labels.rows[i], dtype=torch.int64),
         }
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any] | None] | dict[str, Any]:
+        """A whole batch in one read of the decoded cache (already collated); per item
+        without the cache. Unreadable images are left out of the batch and reported."""
+        if self.decoded is None:
+            return [self[i] for i in indices]
+        rows = np.asarray(indices, dtype=np.int64)
+        for i in rows[~self.decoded.ok[rows]]:
+            self._report_unreadable(str(self.labels.images[i]))
+        rows = rows[self.decoded.ok[rows]]
+        if len(rows) == 0:
+            return []
+        labels = self.labels
+        va = labels.va[rows]
+        return {
+            "image": _pixels(self.decoded, rows),
+            "va": torch.from_numpy(va),
+            "va_mask": torch.from_numpy((va > VA_MISSING).all(axis=1)),
+            "expr": torch.from_numpy(labels.expression[rows]),
+            "au": torch.from_numpy(labels.aus[rows]),
+            "index": torch.from_numpy(labels.rows[rows]),
+        }
+
+
+def _pixels(decoded: DecodedImages, rows: np.ndarray) -> torch.Tensor:
+    """``uint8`` (B, 3, S, S) of the cached images ``rows`` (one gather from the memory map)."""
+    return torch.from_numpy(decoded.pixels[rows]).permute(0, 3, 1, 2).contiguous()
 
 
 class MtlImageListDataset(Dataset):
@@ -241,27 +272,42 @@ class MtlImageListDataset(Dataset):
     """
 
     def __init__(self, image_root: str | Path, images: Sequence[str], transform: Any,
-                 img_size: int, missing: MissingTestPolicy = "error") -> None:
+                 img_size: int, missing: MissingTestPolicy = "error",
+                 decoded: DecodedImages | None = None) -> None:
         self.image_root = Path(image_root)
         self.images = list(images)
         self.transform = transform
         self.img_size = img_size
         self.missing = missing
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image = load_rgb(self.image_root / self.images[i])
+        image = _load(self.image_root / self.images[i], i, self.decoded, self.transform)
         if image is None:
             if self.missing == "error":
                 raise AbawError(f"image {self.image_root / self.images[i]} cannot be read; "
                                 "every listed image needs a prediction")
             log.warning("test image %s unreadable: predicting from a GREY image",
                         self.image_root / self.images[i])
-            image = grey_image(self.img_size)
-        return {"image": self.transform(image=image)["image"],
-                "index": torch.tensor(i, dtype=torch.int64)}
+            grey = grey_image(self.img_size)
+            image = (torch.from_numpy(grey).permute(2, 0, 1).contiguous()
+                     if self.decoded is not None else self.transform(image=grey)["image"])
+        return {"image": image, "index": torch.tensor(i, dtype=torch.int64)}
+
+
+def _load(path: Path, i: int, decoded: DecodedImages | None, transform: Any) -> torch.Tensor | None:
+    """Image ``i``: from the decoded cache as ``uint8`` (3, S, S) (augmented later, per batch,
+    by :class:`~abaw.data.batch_augment.BatchAugment`), else decoded from ``path`` and passed
+    through the albumentations ``transform``; ``None`` when unreadable."""
+    if decoded is not None:
+        if not decoded.ok[i]:
+            return None
+        return _pixels(decoded, np.array([i]))[0]
+    image = load_rgb(path)
+    return None if image is None else transform(image=image)["image"]
 
 
 def task_balanced_weights(labels: MtlLabels) -> np.ndarray:
@@ -305,6 +351,12 @@ class MtlDataModule(SplitDataModule):
         missing_test_images: ``"error"`` (refuse) or ``"grey"`` (predict from grey, warn).
         report_dir: where image-problem lists go (default: the trainer's log dir).
         seed: seed of the task-balancing sampler (``balance="task"``).
+        cache: decode every split once into a memory-mapped ``uint8`` array at ``img_size``
+            (:mod:`abaw.data.cache`) and augment whole batches on the device
+            (:class:`~abaw.data.batch_augment.BatchAugment`); ``False`` decodes JPEGs on every
+            access and augments per image with albumentations.
+        cache_dir: the decoded-image cache folder (default ``$ABAW_DECODED_CACHE`` or
+            ``~/.cache/abaw/decoded``).
     """
 
     def __init__(
@@ -323,8 +375,14 @@ class MtlDataModule(SplitDataModule):
         missing_test_images: MissingTestPolicy = "error",
         report_dir: str | None = None,
         seed: int = 0,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        if img_size < 8:
+            raise ConfigError(f"data.img_size must be at least 8 pixels, got {img_size}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ConfigError("data.batch_size and data.eval_batch_size must be at least 1")
         self.tasks = _check_tasks(tasks)
         self.save_hyperparameters()
         self.data_root = data_root
@@ -336,6 +394,9 @@ class MtlDataModule(SplitDataModule):
         self.predict_split = predict_split
         self.missing_test_images = missing_test_images
         self.report_dir = report_dir
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.batch_augment = BatchAugment(augment)
         #: images of the predict dataset, in its order (the submission writer needs them)
         self.predict_images: list[str] = []
         #: the test list (predict_split="test"): entries in order, repeats kept
@@ -400,7 +461,22 @@ class MtlDataModule(SplitDataModule):
         if len(labels) == 0:
             raise AbawError(f"{path}: no usable rows for tasks {list(self.tasks)}")
         problems_file = report_dir / f"image_problems_{split}.txt" if report_dir else None
-        return MtlDataset(image_root, labels, transform, split, problems_file)
+        return MtlDataset(image_root, labels, transform, split, problems_file,
+                          self._decoded(image_root, labels.images, split))
+
+    def _decoded(self, image_root: Path, images: Sequence[str], split: str) -> DecodedImages | None:
+        if not self.cache:
+            return None
+        return decode_split(image_root, [str(p) for p in images], self.img_size,
+                            self.cache_dir, label=split)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Cached ``uint8`` batches → normalised floats, augmented while training."""
+        if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor) \
+                and batch["image"].dtype == torch.uint8:
+            training = self.trainer is not None and self.trainer.training
+            batch["image"] = self.batch_augment(batch["image"], train=training)
+        return batch
 
     def setup(self, stage: str | None = None) -> None:
         root = self.root
@@ -428,7 +504,8 @@ class MtlDataModule(SplitDataModule):
             self.predict_images = images
             self.predict_test_list = None
             self.datasets["predict"] = MtlImageListDataset(
-                self.image_root, images, transform, self.img_size, self.missing_test_images)
+                self.image_root, images, transform, self.img_size, self.missing_test_images,
+                self._decoded(self.image_root, images, "val"))
             return
         test_list = read_mtl_test_list(self.root / MTL_TEST_LIST)
         distinct = list(dict.fromkeys(test_list))  # repeats predicted once, written per entry
@@ -445,7 +522,8 @@ class MtlDataModule(SplitDataModule):
         self.predict_images = distinct
         self.predict_test_list = list(test_list)
         self.datasets["predict"] = MtlImageListDataset(
-            image_root, distinct, transform, self.img_size, self.missing_test_images)
+            image_root, distinct, transform, self.img_size, self.missing_test_images,
+            self._decoded(image_root, distinct, "test"))
 
     # -- loaders (abaw.data.loaders.SplitDataModule) -------------------------------------------
     def train_sampler(self, dataset: Dataset) -> WeightedRandomSampler | None:
