@@ -29,6 +29,7 @@ a bicubic downscale — so a separate "x2" state dict would duplicate the same w
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -86,20 +87,14 @@ class Asset:
 # ---- builders ---------------------------------------------------------------------------
 
 
-def _ncnn_to_pth(stem: str) -> Callable[[dict[str, bytes]], bytes]:
-    """A builder converting ``<stem>.param``/``.bin`` into a ``torch.save``d state dict."""
+def _converter(target: str, *args: str) -> Callable[[dict[str, bytes]], bytes]:
+    """A builder calling ``module:function(members, *args)``, imported only when an asset is
+    built: the registry names each asset's converter without importing it (the Real-ESRGAN
+    ones live with the LSD steps, :func:`abaw.lsd.ncnn.state_dict_bytes`)."""
 
     def build(members: dict[str, bytes]) -> bytes:
-        import torch  # heavy: imported only when an asset is built
-
-        from abaw.lsd.ncnn import convert
-
-        param = next(data for path, data in members.items() if path.endswith(f"{stem}.param"))
-        weights = next(data for path, data in members.items() if path.endswith(f"{stem}.bin"))
-        state = {k: torch.from_numpy(v) for k, v in convert(param.decode(), weights, stem).items()}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        return buffer.getvalue()
+        module, function = target.split(":")
+        return getattr(importlib.import_module(module), function)(members, *args)
 
     return build
 
@@ -149,7 +144,7 @@ REGISTRY: dict[str, Asset] = {
             )),
             "BSD-3-Clause",
             "fb3a13898a0b2c54b630cb7a7b9c85e1bb08505c003c20b6ff2290819a757509",
-            _ncnn_to_pth("realesrgan-x4plus"),
+            _converter("abaw.lsd.ncnn:state_dict_bytes", "realesrgan-x4plus"),
             ".pth",
         ),
         Asset(
@@ -161,7 +156,7 @@ REGISTRY: dict[str, Asset] = {
             )),
             "BSD-3-Clause",
             "3cace2983e467b0f300e5bba41da7fd40aad3bcde9e54126ed694de40fb3c1a6",
-            _ncnn_to_pth("realesr-animevideov3-x4"),
+            _converter("abaw.lsd.ncnn:state_dict_bytes", "realesr-animevideov3-x4"),
             ".pth",
         ),
         Asset(

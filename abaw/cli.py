@@ -5,9 +5,10 @@ Each subcommand lives in its own module under :mod:`abaw.commands` exposing two 
 ``run(args) -> int`` (the exit status). Only the chosen subcommand's module is imported, so
 ``abaw score`` or ``abaw validate`` start in well under a second without importing torch.
 
-The training subcommands ``fit``, ``test`` and ``predict`` (and ``validate`` when it is given
-a ``--config`` rather than a submission format) go to the LightningCLI in
-:mod:`abaw.training.cli`.
+``abaw <challenge> fit|validate|test|predict`` (``abaw mtl fit --config ...``,
+``abaw lsd predict ...``) goes to that challenge's LightningCLI in :mod:`abaw.training.cli`:
+the command names the challenge, nothing is guessed from a config file. ``abaw run
+<challenge>`` runs a whole recipe (:mod:`abaw.runner`).
 
 Exit status: 0 success; 1 a check found problems (``abaw validate``) or nothing could be
 done (``abaw lsd superres`` where every image failed); 2 bad input: errors the toolkit knows
@@ -28,35 +29,26 @@ from abaw.errors import AbawError
 #: subcommand -> (module under abaw.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("score", "score a submission file against ground truth with the official metric"),
-    "validate": ("validate", "check a submission file before uploading it (or, with --config, run a Lightning validation)"),
+    "validate": ("validate", "check a submission file before uploading it"),
     "synth": ("synth", "generate the embedded synthetic data in the official on-disk layouts"),
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
+    "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-#: Submission formats accepted by ``abaw validate``; anything else after ``validate`` goes to
-#: the LightningCLI.
-SUBMISSION_FORMATS = ("mtl", "lsd", "va", "expr", "au", "ce")
+#: challenges with a LightningCLI: ``abaw <challenge> fit|validate|test|predict``
+CHALLENGES = ("mtl", "lsd")
 
 
 def _usage() -> str:
     lines = ["usage: abaw <command> [options]", "", "commands:"]
     for name, (_, text) in COMMANDS.items():
         lines.append(f"  {name:<10} {text}")
-    lines.append(f"  {'fit':<10} train a model from a YAML config (LightningCLI; also test, predict)")
+    lines.append(f"  {'mtl fit':<10} train a model from a YAML config (LightningCLI: "
+                 "abaw mtl|lsd fit|validate|test|predict)")
     lines.append("")
     lines.append("`abaw <command> --help` shows a command's options.")
     return "\n".join(lines)
-
-
-def _is_lightning(argv: list[str]) -> bool:
-    if not argv or argv[0] not in LIGHTNING_COMMANDS:
-        return False
-    if argv[0] != "validate":
-        return True
-    return not (len(argv) > 1 and argv[1] in SUBMISSION_FORMATS) and any(
-        a.startswith("--config") or a.startswith("--print_config") for a in argv[1:]
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"abaw {__version__}")
             return 0
-        if _is_lightning(argv):
+        if argv[0] in CHALLENGES and len(argv) > 1 and argv[1] in LIGHTNING_COMMANDS:
             from abaw.training.cli import run_lightning_cli
 
-            return run_lightning_cli(argv)
+            return run_lightning_cli(argv[0], argv[1:])
+        if argv[0] in ("fit", "test", "predict"):
+            print(f"abaw: `abaw {argv[0]}` needs the challenge first: abaw mtl {argv[0]} ... "
+                  f"or abaw lsd {argv[0]} ...", file=sys.stderr)
+            return 2
         name = argv[0]
         if name not in COMMANDS:
             print(f"abaw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The toolkit's console logging: ``abaw: <message>`` lines on stderr.
 
 Everything in the package logs under the ``abaw`` logger (``logging.getLogger(__name__)``);
-nothing is shown until an entry point (``abaw fit``, a challenge recipe) calls
+nothing is shown until an entry point (``abaw mtl fit``, a challenge recipe) calls
 :func:`configure_logging`. Lightning keeps its own loggers and format.
 """
 

@@ -49,6 +49,9 @@ AU_MISSING = -1
 MTL_TRAIN_FILE = "training_set_annotations.txt"
 MTL_VAL_FILE = "validation_set_annotations.txt"
 MTL_TEST_LIST = "MTL_Challenge_test_set_release.txt"
+#: Labelled MTL test truth the synthetic data ships (16-field annotation file; for
+#: ``abaw test`` and the hidden-truth score; the real test labels are not released).
+MTL_TEST_TRUTH = "test_set_annotations.txt"
 MTL_IMAGE_DIR = "cropped_aligned"
 #: Column names of the 16-field annotation lines (the literal header of the official files is
 #: not verified, so readers skip line 1 and parse by position).
@@ -62,11 +65,18 @@ MTL_TEST_LIST_HEADER = MTL_SUBMISSION_HEADER
 LSD_TRAIN_DIR = "training_set_synthetic_images"
 LSD_VAL_DIR = "validation_set_real_images"
 LSD_TEST_LIST = "LSD_Challenge_test_set_release.txt"
+#: Flat folder of the LSD test images under the data root (when no test folder is named).
+LSD_TEST_DIR = "test_set"
+#: Labelled test truth the synthetic data ships (``image,expression``; for ``abaw test`` and
+#: the hidden-truth score; the real test labels are not released).
+LSD_TEST_TRUTH = "test_set_labels.txt"
 LSD_SUBMISSION_HEADER = "image,expression"
 LSD_TEST_LIST_HEADER = LSD_SUBMISSION_HEADER
 
 # --- per-video tasks (Aff-Wild2) ------------------------------------------------------------
 PER_VIDEO_TASKS: tuple[str, ...] = ("va", "expr", "au")
+#: The tasks of the MTL challenge (the same three, trained jointly on one frame).
+MTL_TASKS: tuple[str, ...] = PER_VIDEO_TASKS
 #: Annotation folder names per task; the first is the current name, the rest older editions'.
 PER_VIDEO_FOLDERS: dict[str, tuple[str, ...]] = {
     "va": ("VA_Estimation_Challenge", "VA_Set"),
@@ -91,3 +101,7 @@ PER_VIDEO_SUBMISSION_HEADERS: dict[str, str] = {
 }
 #: Frame image name for 1-based frame number k of a video.
 FRAME_NAME_FORMAT = "{:05d}.jpg"
+
+#: What a prediction run writes (abaw.training.writer): the submission and the raw arrays.
+SUBMISSION_FILE = "submission.txt"
+PREDICTIONS_FILE = "predictions.npz"

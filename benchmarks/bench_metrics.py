@@ -67,7 +67,7 @@ def _sklearn_au(au_true: np.ndarray, au_pred: np.ndarray) -> np.ndarray:
 
 
 def _cli_end_to_end(data: dict[str, np.ndarray], repeats: int) -> list[Measurement]:
-    from abaw.formats import readers, writers
+    from abaw.formats import readers, submissions, writers
 
     frames = len(data["expr_true"])
     # sparse frame numbers as in s-Aff-Wild2, 1000 frames a video; a few images repeated
@@ -98,7 +98,7 @@ def _cli_end_to_end(data: dict[str, np.ndarray], repeats: int) -> list[Measureme
             times.append(seconds)
         reported = json.loads(completed.stdout)
         truth = readers.read_mtl_annotations(truth_path)
-        pred = readers.read_mtl_submission(pred_path)
+        pred = submissions.read_mtl_submission(pred_path)
         expected = metrics.mtl_score(truth.va, np.stack([pred.valence, pred.arousal], axis=1),
                                      truth.expression, pred.expression, truth.aus, pred.aus)
         assert abs(reported["P_MTL"] - expected.P_MTL) < 1e-12, (reported, expected)

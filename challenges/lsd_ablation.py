@@ -14,14 +14,13 @@ Output: a Markdown table on stdout and in ``submissions/lsd/ablation.md``, the n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from abaw.fileio import atomic_write_text
+from abaw.runner import attempt, ensure_synthetic_data, oracle, write_report
 from abaw.synth.sizes import SIZES
-from challenges import lsd
-from challenges.common import ensure_synthetic_data, oracle, write_report
+from abaw.tracks.lsd import LSD
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             argv_row += ["--", "--trainer.max_epochs", str(args.epochs)]
             print(f"\n##### SR {sr}, hands {hands}: python -m challenges.lsd "
                   f"{' '.join(argv_row)}", flush=True)
-            status = lsd.main(argv_row)
-            if status != 0:
+            status, report = attempt(LSD, argv_row)
+            if report is None:
                 print(f"row SR={sr} hands={hands} failed (status {status})", file=sys.stderr)
                 continue
-            report = json.loads((Path("submissions/lsd") / run / "report.json").read_text())
             results[f"{sr}/{hands}"] = {
                 "sr": sr, "hands": hands, "validation": report["validation"]["f1"],
                 "validation_with_rule": report["validation_with_rule"]["f1"],

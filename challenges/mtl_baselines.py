@@ -14,22 +14,21 @@ Output: a Markdown table on stdout and in ``submissions/mtl/baselines.md``, the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from abaw.fileio import atomic_write_text
+from abaw.runner import attempt, ensure_synthetic_data, oracle, write_report
 from abaw.synth.sizes import SIZES
-from challenges import mtl
-from challenges.common import ensure_synthetic_data, oracle, write_report
+from abaw.tracks.mtl import MTL
 
-#: name -> (config, extra LightningCLI overrides, term the row is judged on)
+#: name -> (config overlay on base.yaml, extra LightningCLI overrides, term the row is judged on)
 ROWS: dict[str, tuple[str, list[str], str]] = {
-    "multi-task (default)": ("configs/mtl/default.yaml", [], "P_MTL"),
-    "VA only": ("configs/mtl/default.yaml", ["--data.tasks", "[va]"], "VA"),
-    "EXPR only": ("configs/mtl/default.yaml", ["--data.tasks", "[expr]"], "EXPR"),
-    "AU only": ("configs/mtl/default.yaml", ["--data.tasks", "[au]"], "AU"),
-    "fixed weighting (1,1,1)": ("configs/mtl/default.yaml", ["--model.weighting", "fixed"], "P_MTL"),
+    "multi-task (default)": ("configs/mtl/base.yaml", [], "P_MTL"),
+    "VA only": ("configs/mtl/base.yaml", ["--data.tasks", "[va]"], "VA"),
+    "EXPR only": ("configs/mtl/base.yaml", ["--data.tasks", "[expr]"], "EXPR"),
+    "AU only": ("configs/mtl/base.yaml", ["--data.tasks", "[au]"], "AU"),
+    "fixed weighting (1,1,1)": ("configs/mtl/base.yaml", ["--model.weighting", "fixed"], "P_MTL"),
     "AU graph head": ("configs/mtl/au_graph.yaml", [], "P_MTL"),
     "ViT (vit_tiny_mae, random init)": ("configs/mtl/vit_mae.yaml", [], "P_MTL"),
     "EfficientNet-B0": ("configs/mtl/efficientnet_b0.yaml", [], "P_MTL"),
@@ -70,12 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             argv_row.append("--fresh")
         argv_row += ["--", "--trainer.max_epochs", str(args.epochs), *overrides]
         print(f"\n##### {name}: python -m challenges.mtl {' '.join(argv_row)}", flush=True)
-        status = mtl.main(argv_row)
-        if status != 0:
+        status, report = attempt(MTL, argv_row)
+        if report is None:
             print(f"row {name!r} failed (status {status}); continuing", file=sys.stderr)
             continue
-        size_tag = "" if args.synth_size == "default" else f"-{args.synth_size}"
-        report = json.loads((Path("submissions/mtl") / f"{run}{size_tag}" / "report.json").read_text())
         results[name] = {"validation": _terms(report["validation_tuned"]),
                          "test": _terms(report["test"]), "judged_on": judged_on,
                          "train_seconds": next(v for k, v in report["seconds"].items()

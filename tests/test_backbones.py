@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from abaw.errors import AbawError, ConfigError
 from abaw.models import MultiTaskNet, create_backbone, list_backbones, load_backbone_checkpoint
-from abaw.models.backbones import FAMILIES, param_groups_layer_decay, resize_pos_embed
+from abaw.models.backbones import FAMILIES, param_groups_layer_decay
 
 torch.set_num_threads(1)
 
@@ -174,14 +174,6 @@ def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:
         load_backbone_checkpoint(backbone, tmp_path / "cnn.pth")
     with pytest.raises(ConfigError):
         load_backbone_checkpoint(backbone, tmp_path / "cnn.pth", fmt="onnx")
-
-
-def test_resize_pos_embed_keeps_prefix_and_constant_grid() -> None:
-    pos = torch.cat([torch.full((1, 1, 4), 7.0), torch.full((1, 9, 4), 2.0)], dim=1)
-    resized = resize_pos_embed(pos, (3, 3), (5, 5), num_prefix_tokens=1)
-    assert resized.shape == (1, 26, 4)
-    assert torch.equal(resized[:, 0], pos[:, 0])
-    torch.testing.assert_close(resized[:, 1:], torch.full((1, 25, 4), 2.0))
 
 
 # --- layer-wise LR decay --------------------------------------------------------------------

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from abaw.formats.validate import validate_submission
+from abaw import cli
+from abaw.errors import AbawError
+from abaw.formats.submissions import validate_submission
+from abaw.runner import config_files
+from abaw.tracks.mtl import MTL
 from abaw.vocab import LSD_TEST_LIST, MTL_TEST_LIST
 from challenges import lsd, mtl
 
@@ -35,24 +39,24 @@ def test_mtl_recipe_single_task_writes_a_valid_submission(tmp_path, monkeypatch)
     # a single-task run exercises the validation prediction over every row (regression:
     # rows unlabelled for the task once broke the validation file)
     monkeypatch.chdir(tmp_path)
-    status = mtl.main(["--config", str(ROOT / "configs/mtl/default.yaml"), "--synth-size",
+    status = mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
                        "tiny", "--run", "t", "--", *FAST, "--data.tasks", "[expr]"])
     assert status == 0
-    out = tmp_path / "submissions/mtl/t-tiny"
+    out = tmp_path / "submissions/mtl/t"
     report = json.loads((out / "report.json").read_text())
     assert set(report["validation_tuned"]) >= {"P_MTL", "f1_expression", "f1_au"}
     assert report["test"]["P_MTL"] <= report["oracle"]["test"] + 1e-9
     test_list = tmp_path / "data/synth-tiny/mtl" / MTL_TEST_LIST
     assert validate_submission("mtl", out / "submission.txt", test_list=test_list) == []
-    assert list((tmp_path / "runs/mtl/t-tiny/checkpoints").glob("*.postprocess.json"))
+    assert list((tmp_path / "runs/mtl/t/checkpoints").glob("*.postprocess.json"))
     # rerunning the finished run resumes from last.ckpt instead of retraining
-    assert mtl.main(["--config", str(ROOT / "configs/mtl/default.yaml"), "--synth-size",
+    assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
                      "tiny", "--run", "t", "--", *FAST, "--data.tasks", "[expr]"]) == 0
 
 
 def test_lsd_recipe_without_sr_writes_a_valid_submission(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    status = lsd.main(["--config", str(ROOT / "configs/lsd/default.yaml"), "--synth-size",
+    status = lsd.main(["--config", str(ROOT / "configs/lsd/base.yaml"), "--synth-size",
                        "tiny", "--sr", "none", "--no-detector", "--run", "t", "--", *FAST])
     assert status == 0
     out = tmp_path / "submissions/lsd/t"
@@ -63,8 +67,20 @@ def test_lsd_recipe_without_sr_writes_a_valid_submission(tmp_path, monkeypatch):
     assert validate_submission("lsd", out / "submission.txt", test_list=test_list) == []
 
 
-def test_recipes_report_bad_data_in_one_line(tmp_path, capsys):
+def test_recipes_report_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the recipes find configs/<challenge>/base.yaml from the root
     assert mtl.main(["--data", str(tmp_path / "nowhere")]) == 2
     assert lsd.main(["--data", str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["run", "mtl", "--data", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert "nowhere" in err and "Traceback" not in err
+    assert err.count("nowhere") == 3 and "Traceback" not in err
+
+
+def test_configs_stack_on_the_track_base(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    base = Path("configs/mtl/base.yaml")
+    assert config_files(MTL, None) == [base]
+    assert config_files(MTL, [str(base)]) == [base]
+    assert config_files(MTL, ["configs/mtl/hybrid.yaml"]) == [base, Path("configs/mtl/hybrid.yaml")]
+    with pytest.raises(AbawError, match="no_such.yaml: config file not found"):
+        config_files(MTL, ["configs/mtl/no_such.yaml"])

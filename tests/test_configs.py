@@ -1,4 +1,5 @@
-"""Every shipped MTL config parses through the real entry point (`abaw fit --print_config`).
+"""Every shipped MTL combination (base.yaml, base.yaml + each overlay) parses through the real
+entry point (`abaw mtl fit --print_config`), and an overlay's values win over the base's.
 
 Like litgpt's config-hub test: a stale key or a renamed argument fails here, not in a user's
 run. Also checks that every config key carries a comment (self-documenting YAML).
@@ -17,22 +18,43 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "mtl"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
+BASE = CONFIG_DIR / "base.yaml"
+OVERLAYS = [p for p in CONFIGS if p != BASE]
+
+
 def test_the_expected_configs_are_shipped() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"default", "vit_mae", "efficientnet_b0", "hybrid", "au_graph"} <= names
+    assert {"base", "vit_mae", "efficientnet_b0", "hybrid", "au_graph"} <= names
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
-def test_config_parses_through_abaw_fit(config: Path, capsys) -> None:
-    assert main(["fit", "--config", str(config), "--print_config"]) == 0
+@pytest.mark.parametrize("overlays", [[], *([o] for o in OVERLAYS)],
+                         ids=["base", *(o.stem for o in OVERLAYS)])
+def test_config_parses_through_abaw_mtl_fit(overlays: list[Path], capsys) -> None:
+    stacked = [a for c in (BASE, *overlays) for a in ("--config", str(c))]
+    assert main(["mtl", "fit", *stacked, "--print_config"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
-    shipped = yaml.safe_load(config.read_text())
-    # the file's values survive parsing, and the links state a number once
-    for section in ("model", "data"):
-        for key, value in shipped[section].items():
+    # every file's values survive parsing (the overlay's over the base's), and the links
+    # state a number once
+    expected: dict[str, dict] = {"model": {}, "data": {}}
+    for config in (BASE, *overlays):
+        shipped = yaml.safe_load(config.read_text())
+        for section in expected:
+            expected[section].update(shipped.get(section, {}))
+        assert "img_size" not in shipped.get("model", {})  # linked from data.img_size
+    for section, values in expected.items():
+        for key, value in values.items():
             assert resolved[section][key] == value, (section, key)
-    assert "img_size" not in shipped["model"]  # linked from data.img_size
     assert resolved["checkpoint"]["monitor"] == "val/P_MTL"
+
+
+def test_overlays_are_differences_not_copies() -> None:
+    for overlay in OVERLAYS:
+        assert len(overlay.read_text().splitlines()) < 30, overlay.name
+
+
+def test_bare_lightning_commands_name_the_challenge(capsys) -> None:
+    assert main(["fit", "--config", str(BASE)]) == 2
+    assert "abaw mtl fit" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

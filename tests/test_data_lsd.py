@@ -20,12 +20,11 @@ from abaw.data.lsd import (
     LsdDataset,
     class_balanced_sample_weights,
     collate_skip_unreadable,
-    domain_bridge_transforms,
-    lsd_train_transforms,
     paste_hand,
-    read_occlusion_csv,
 )
+from abaw.data.transforms import domain_bridge_transforms, lsd_train_transforms
 from abaw.errors import AbawError, ConfigError, FormatError
+from abaw.formats.readers import read_occlusion_csv
 from abaw.vocab import LSD_TRAIN_DIR, LSD_VAL_DIR
 from tests.lsd_fixtures import (
     TEST_DIR,

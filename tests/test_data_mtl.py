@@ -204,7 +204,7 @@ def test_test_stage_needs_labelled_test_file(tmp_path) -> None:
     module.setup("test")
     assert len(module.datasets["test"]) == 6
     (root / "test_set_annotations.txt").unlink()
-    with pytest.raises(ConfigError, match="abaw predict"):
+    with pytest.raises(ConfigError, match="abaw mtl predict"):
         _module(root).setup("test")
 
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from abaw.cli import main
 from abaw.errors import AbawError, FormatError
-from abaw.formats import readers, writers
-from abaw.formats.validate import KINDS, validate_submission
+from abaw.formats import readers, submissions, writers
+from abaw.formats.submissions import KINDS, validate_submission
 from abaw.vocab import NUM_AUS, NUM_EXPRESSIONS
 
 EXAMPLES = int(os.environ.get("ABAW_FUZZ_EXAMPLES", "60"))
@@ -88,15 +88,15 @@ def _rule(path: Path) -> object:
 READERS: dict[str, Callable[[Path], object]] = {
     "mtl_annotations": readers.read_mtl_annotations,
     "mtl_test_list": readers.read_mtl_test_list,
-    "mtl_submission": readers.read_mtl_submission,
+    "mtl_submission": submissions.read_mtl_submission,
     "lsd_test_list": readers.read_lsd_test_list,
-    "lsd_labels": readers.read_lsd_labels,
+    "lsd_labels": submissions.read_lsd_labels,
     "va": lambda p: readers.read_per_video_annotation(p, "va"),
     "expr": lambda p: readers.read_per_video_annotation(p, "expr"),
     "au": lambda p: readers.read_per_video_annotation(p, "au"),
     "video_names": readers.read_test_video_names,
     "sample_va": lambda p: readers.read_sample_file(p, "va"),
-    "va_submission": lambda p: readers.read_per_video_submission(p, "va"),
+    "va_submission": lambda p: submissions.read_per_video_submission(p, "va"),
     "occlusion_csv": _occlusion_csv,
     "postprocess": _postprocess,
     "rule": _rule,
@@ -230,7 +230,7 @@ def test_out_of_range_value_rejected_at_its_line(line: int, task: str, data: st.
     problems = validate_submission("mtl", sub, test_list=NAMES)
     assert [p.line for p in problems] == [line], problems
     with pytest.raises(FormatError) as caught:
-        readers.read_mtl_submission(sub)
+        submissions.read_mtl_submission(sub)
     assert caught.value.line == line
     ann = _write(_replace_field(VALID_BYTES["mtl_annotations"].decode(), line, column, value)
                  .encode(), "ann.txt")

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from mtl_fixtures import make_mtl_data  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "mtl" / "default.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "mtl" / "base.yaml"
 UNRELATED = "my_notes.txt"
 
 
@@ -63,8 +63,8 @@ def test_every_writing_command_keeps_unrelated_files(tmp_path, monkeypatch):
             "--model.backbone", "vit_test", "--trainer.default_root_dir", str(run),
             "--trainer.max_steps", "1", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false"]
-    assert main(["fit", *args]) == 0
-    assert main(["predict", *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+    assert main(["mtl", "fit", *args]) == 0
+    assert main(["mtl", "predict", *args, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
                  "--submission.output_dir", str(out)]) == 0
     assert (out / "submission.txt").is_file()
     for path in planted:

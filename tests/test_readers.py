@@ -9,7 +9,7 @@ import pytest
 
 from abaw import vocab
 from abaw.errors import ConfigError, FormatError
-from abaw.formats import readers, writers
+from abaw.formats import readers, submissions, writers
 
 AU0 = ",0,0,0,0,0,0,0,0,0,0,0,0"
 AU_MISSING = ",-1" * 12
@@ -134,7 +134,7 @@ def test_lsd_test_list_and_labels(tmp_path: Path) -> None:
     assert readers.read_lsd_test_list(path) == ["0.jpg", "1.jpg"]
     labels = tmp_path / "labels.txt"
     labels.write_bytes(b"image,expression\n0.jpg,5\n1.jpg,0\n0.jpg,3\n")
-    names, values = readers.read_lsd_labels(labels)
+    names, values = submissions.read_lsd_labels(labels)
     assert names == ["0.jpg", "1.jpg", "0.jpg"]
     assert values.dtype == np.int64 and values.tolist() == [5, 0, 3]
 

@@ -24,7 +24,7 @@ from abaw.cli import main
 from abaw.errors import AbawError, FormatError
 from abaw.fileio import atomic_write_text
 from abaw.formats import readers, writers
-from abaw.formats.validate import validate_submission
+from abaw.formats.submissions import validate_submission
 from abaw.synth import generate, read_manifest
 from abaw.vocab import MTL_SUBMISSION_HEADER, MTL_TEST_LIST_HEADER, NUM_AUS
 
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from mtl_fixtures import make_mtl_data  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "mtl" / "default.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "mtl" / "base.yaml"
 READ_ONLY = Path("/sys/abaw-reliability-test")  # mkdir fails there, root included
 
 
@@ -311,7 +311,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """Tiny MTL data and a one-step checkpoint (vit_test)."""
     root = tmp_path_factory.mktemp("tiny_run")
     data = make_mtl_data(root / "data", n_train=8, n_val=4, n_test=4)
-    assert main(["fit", *_fit_args(data, root / "run")]) == 0
+    assert main(["mtl", "fit", *_fit_args(data, root / "run")]) == 0
     return data, root / "run" / "checkpoints" / "last.ckpt"
 
 
@@ -329,14 +329,14 @@ def _fit_args(data: Path, run: Path, *extra: str) -> list[str]:
     (("--data.batch_size", "0"), "data.batch_size must be a positive integer, got 0"),
 ])
 def test_10_bad_sizes(tiny_run, tmp_path, capsys, extra, message):
-    status, _, err = _run(capsys, "fit", *_fit_args(tiny_run[0], tmp_path / "r", *extra))
+    status, _, err = _run(capsys, "mtl", "fit", *_fit_args(tiny_run[0], tmp_path / "r", *extra))
     assert status == 2 and message in _one_error_line(err)
 
 
 def test_10_binary_config(tmp_path, capsys):
     config = tmp_path / "binary.yaml"
     config.write_bytes(bytes(range(256)))
-    status, _, err = _run(capsys, "fit", "--config", config)
+    status, _, err = _run(capsys, "mtl", "fit", "--config", config)
     assert status == 2 and "not a YAML text file" in _one_error_line(err)
 
 
@@ -347,7 +347,7 @@ def test_11_bad_checkpoints(tiny_run, tmp_path, capsys):
     junk.write_bytes(b"hello world")
     for path, message in ((tmp_path / "nope.ckpt", "no such file"), (empty, "is empty"),
                           (junk, "not a checkpoint written by abaw fit")):
-        status, _, err = _run(capsys, "fit", *_fit_args(data, tmp_path / "r", "--ckpt_path",
+        status, _, err = _run(capsys, "mtl", "fit", *_fit_args(data, tmp_path / "r", "--ckpt_path",
                                                         path))
         assert status == 2 and message in _one_error_line(err)
         assert "weights_only" not in err
@@ -357,7 +357,7 @@ def test_11_resuming_with_another_backbone_says_so(tiny_run, tmp_path, capsys, c
     data, last = tiny_run
     logging.getLogger("abaw").addHandler(caplog.handler)  # the abaw logger does not propagate
     try:
-        status, _, err = _run(capsys, "fit", *_fit_args(
+        status, _, err = _run(capsys, "mtl", "fit", *_fit_args(
             data, tmp_path / "r", "--model.backbone", "efficientnet_test", "--ckpt_path", last,
             "--trainer.max_steps", "2"))
     finally:
@@ -383,15 +383,14 @@ def test_12_submission_output_dir_file_or_read_only(tiny_run, tmp_path, capsys):
     data, last = tiny_run
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    status, _, err = _run(capsys, "predict", *_fit_args(
+    status, _, err = _run(capsys, "mtl", "predict", *_fit_args(
         data, tmp_path / "p", "--ckpt_path", last, "--submission.output_dir", a_file))
     assert status == 2 and "it is a file" in _one_error_line(err)
     assert a_file.read_text() == "x"
     # read-only: the same check, before any image is predicted (the writer's setup hook)
     from types import SimpleNamespace
 
-    from abaw.training.callbacks import MtlPredictionWriter
-    from abaw.training.lsd_module import LsdPredictionWriter
+    from abaw.training.writer import LsdPredictionWriter, MtlPredictionWriter
 
     for writer in (MtlPredictionWriter, LsdPredictionWriter):
         with pytest.raises(AbawError, match=str(READ_ONLY)):
@@ -468,7 +467,7 @@ def test_14_ctrl_c_on_fit_exits_130(tmp_path):
     data = make_mtl_data(tmp_path / "data", n_train=8, n_val=4, n_test=4)
     run = tmp_path / "run"
     process = subprocess.Popen(
-        _abaw("fit", *_fit_args(data, run, "--trainer.max_steps", "100000",
+        _abaw("mtl", "fit", *_fit_args(data, run, "--trainer.max_steps", "100000",
                                 "--trainer.max_epochs", "-1",
                                 "--last_checkpoint.every_n_train_steps", "1")),
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

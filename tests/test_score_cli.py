@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from abaw.cli import main
-from abaw.commands.score import JSON_KEYS, match_rows
 from abaw.errors import AbawError
 from abaw.formats import writers
+from abaw.scoring import JSON_KEYS, match_rows
 from abaw.vocab import AUS, LSD_FOLDERS, NUM_AUS
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from abaw import vocab
 from abaw.errors import AbawError
-from abaw.formats import readers
+from abaw.formats import readers, submissions
 from abaw.synth import generate, generate_lsd, read_manifest
 from abaw.synth.generator import MANIFEST
 from abaw.synth.layouts import (
@@ -71,7 +71,7 @@ def test_lsd_layout_reads_back(tiny):
     train = readers.read_lsd_tree(root / vocab.LSD_TRAIN_DIR)
     val = readers.read_lsd_tree(root / vocab.LSD_VAL_DIR)
     names = readers.read_lsd_test_list(root / vocab.LSD_TEST_LIST)
-    truth_names, truth = readers.read_lsd_labels(root / LSD_TEST_TRUTH)
+    truth_names, truth = submissions.read_lsd_labels(root / LSD_TEST_TRUTH)
     spec = SIZES["tiny"]
     assert (len(train), len(val), len(names)) == spec.lsd_images
     assert truth_names == names == [f"{i}.jpg" for i in range(len(names))]

@@ -15,22 +15,22 @@ import yaml
 
 from abaw.data.lsd import LsdDataModule
 from abaw.errors import ConfigError, FormatError
-from abaw.formats.readers import read_lsd_labels
+from abaw.formats.submissions import read_lsd_labels
 from abaw.lsd.occlusion import OcclusionRule, estimate_occluded_weights
 from abaw.metrics import lsd_f1
-from abaw.training.lsd_cli import is_lsd_command, run_lsd_cli
-from abaw.training.lsd_module import (
-    LsdMetric,
-    LsdModule,
-    LsdPredictionWriter,
-    occlusion_loss,
-)
+from abaw.models.losses import occlusion_loss
+from abaw.training.cli import run_lightning_cli
+from abaw.training.lsd_module import LsdModule
+from abaw.training.metric import LsdMetric
 from abaw.training.plots import confusion_matrix, save_confusion_matrix
+from abaw.training.writer import LsdPredictionWriter
 from abaw.vocab import LSD_CLASSES, LSD_TRAIN_DIR, LSD_VAL_DIR
 from tests.lsd_fixtures import TEST_DIR, TEST_SIZE, make_lsd_data, write_occlusion_csv
 
 torch.set_num_threads(1)
-CONFIGS = sorted((Path(__file__).parent.parent / "configs" / "lsd").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).parent.parent / "configs" / "lsd"
+BASE = CONFIG_DIR / "base.yaml"
+OVERLAYS = sorted(p for p in CONFIG_DIR.glob("*.yaml") if p != BASE)
 
 
 # --- the decision rule -----------------------------------------------------------------------
@@ -241,10 +241,10 @@ def test_fit_validate_predict_and_write_a_submission(lsd_root: Path, tmp_path: P
     occlusion = torch.cat([b["occlusion_prob"] for b in batches])
     assert occlusion.shape == (TEST_SIZE,) and bool(((occlusion >= 0) & (occlusion <= 1)).all())
     assert torch.cat([b["expr_prob_occluded"] for b in batches]).shape == (TEST_SIZE, 6)
-    names, classes = read_lsd_labels(writer.written["submission"])
+    names, classes = read_lsd_labels(writer.result.written["submission"])
     assert names == [*(f"{i}.jpg" for i in range(TEST_SIZE)), "1.jpg"]  # list order, repeat
     assert classes.tolist() == [*probs.argmax(dim=1).tolist(), int(probs[1].argmax())]
-    saved = np.load(writer.written["predictions"])
+    saved = np.load(writer.result.written["predictions"])
     np.testing.assert_allclose(saved["expr_prob"], probs.numpy(), rtol=1e-6)
 
 
@@ -270,48 +270,61 @@ def test_writer_uses_a_rule_file_and_detector_flags(tmp_path: Path) -> None:
     images = ["0.jpg", "1.jpg"]
     arrays = {"expr_prob": P.copy()}
     rule = OcclusionRule("reweight", class_weights=[1.0, 1.0, 4.0, 1.0, 0.5, 1.0])
-    plain = LsdPredictionWriter.write(tmp_path / "a", images, arrays, OcclusionRule(), None)
-    assert read_lsd_labels(plain["submission"])[1].tolist() == [0, 4]
+    writer = LsdPredictionWriter()
+    plain = writer.finish(images, dict(arrays), OcclusionRule(), None, tmp_path / "a")
+    assert read_lsd_labels(plain.written["submission"])[1].tolist() == [0, 4]
     flagged = dict(arrays, occlusion_prob=np.array([0.0, 1.0]))
-    written = LsdPredictionWriter.write(tmp_path / "b", images, flagged, rule, None)
-    assert read_lsd_labels(written["submission"])[1].tolist() == [0, 2]
+    written = writer.finish(images, flagged, rule, None, tmp_path / "b")
+    assert read_lsd_labels(written.written["submission"])[1].tolist() == [0, 2]
+    # detector flags replace the head: image 1 flagged by the CSV, so it is reweighted too
+    csv_path = write_occlusion_csv(tmp_path / "hands.csv", {"1.jpg": 1})
+    detector = LsdPredictionWriter(occlusion_csv=str(csv_path))
+    result = detector.finish(images, dict(arrays), rule, ["1.jpg", "0.jpg", "1.jpg"], None)
+    assert result.written == {} and result.names == ["1.jpg", "0.jpg", "1.jpg"]
+    assert result.decided["expression"][result.rows].tolist() == [2, 0, 2]
 
 
 # --- configs and the CLI ---------------------------------------------------------------------
 
 
-def test_is_lsd_command(tmp_path: Path) -> None:
-    mtl = tmp_path / "mtl.yaml"
-    mtl.write_text("model:\n  backbone: resnet18\n", encoding="utf-8")
-    assert is_lsd_command(["fit", "--config", str(CONFIGS[0])])
-    assert is_lsd_command(["fit", f"--config={CONFIGS[0]}"])
-    assert not is_lsd_command(["fit", "--config", str(mtl)])
-    assert is_lsd_command(["fit", "--config", str(mtl), "--challenge", "lsd"])
-    assert not is_lsd_command(["fit", "--config", str(tmp_path / "absent.yaml")])
+def test_a_config_of_another_challenge_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("challenge: mtl\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="challenge: mtl .*abaw mtl"):
+        run_lightning_cli("lsd", ["fit", "--config", str(BASE), "--config", str(other)])
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_shipped_config_parses_through_the_cli(config: Path, capsys: pytest.CaptureFixture) -> None:
-    assert len(CONFIGS) >= 2
-    assert run_lsd_cli(["fit", "--config", str(config), "--print_config"]) == 0
+@pytest.mark.parametrize("overlays", [[], *([o] for o in OVERLAYS)],
+                         ids=["base", *(o.stem for o in OVERLAYS)])
+def test_shipped_configs_parse_through_the_cli(overlays: list[Path],
+                                               capsys: pytest.CaptureFixture) -> None:
+    assert OVERLAYS
+    stacked = [a for c in (BASE, *overlays) for a in ("--config", str(c))]
+    assert run_lightning_cli("lsd", ["fit", *stacked, "--print_config"]) == 0
     printed = capsys.readouterr().out
-    assert "challenge: lsd" in printed and "monitor: val/f1" in printed
+    resolved = yaml.safe_load(printed)
+    assert resolved["challenge"] == "lsd" and resolved["checkpoint"]["monitor"] == "val/f1"
     # last.ckpt comes from its own every-epoch callback (never stale after a worse epoch)
-    last = yaml.safe_load(printed)["last_checkpoint"]
+    last = resolved["last_checkpoint"]
     assert last["filename"] == "last" and last["monitor"] is None
-    for line in config.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#") and not stripped.startswith("- "):
-            assert "#" in line, f"{config.name}: uncommented key {stripped!r}"
+    expected: dict = {}
+    for config in (BASE, *overlays):  # an overlay's values win over the base's
+        expected.update(yaml.safe_load(config.read_text(encoding="utf-8")).get("model", {}))
+    assert all(resolved["model"][k] == v for k, v in expected.items())
+    for config in (BASE, *overlays):
+        for line in config.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped and not stripped.startswith("#") and not stripped.startswith("- "):
+                assert "#" in line, f"{config.name}: uncommented key {stripped!r}"
 
 
 def test_cli_fit_on_tiny_data(lsd_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code = run_lsd_cli([
-        "fit", "--config", str(CONFIGS[0]),
+    code = run_lightning_cli("lsd", [
+        "fit", "--config", str(BASE),
         "--data.data_root", str(lsd_root), "--data.num_workers", "0", "--data.img_size", "32",
         "--data.batch_size", "4", "--model.backbone", "efficientnet_test",
-        "--trainer.default_root_dir", str(run), "--trainer.logger.init_args.save_dir", str(run),
+        "--trainer.default_root_dir", str(run),
         "--trainer.limit_train_batches", "2", "--trainer.max_epochs", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
         "--trainer.devices", "1",

@@ -1,6 +1,6 @@
 """MTL training: the official-score metric, the module, and the real LightningCLI entry point.
 
-CLI tests build the shipped ``configs/mtl/default.yaml`` and shrink it (tiny backbone, 32 px,
+CLI tests build the shipped ``configs/mtl/base.yaml`` and shrink it (tiny backbone, 32 px,
 batch 4, a few steps, no workers), as lightning-hydra-template's tests do.
 """
 
@@ -20,7 +20,8 @@ import torch
 from mtl_fixtures import make_mtl_data
 
 from abaw.cli import main
-from abaw.formats.readers import read_mtl_annotations, read_mtl_submission
+from abaw.formats.readers import read_mtl_annotations
+from abaw.formats.submissions import read_mtl_submission
 from abaw.formats.writers import write_mtl_submission
 from abaw.metrics import mtl_score
 from abaw.training.metric import MtlMetric
@@ -30,7 +31,7 @@ from abaw.vocab import MTL_VAL_FILE
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "mtl" / "default.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "mtl" / "base.yaml"
 
 
 # --- the metric ---------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def tiny_data(tmp_path) -> Path:
 
 def test_fit_validate_predict_through_the_cli(tiny_data, tmp_path) -> None:
     run = tmp_path / "run"
-    assert main(["fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "4")]) == 0
+    assert main(["mtl", "fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "4")]) == 0
     checkpoints = run / "checkpoints"
     assert (checkpoints / "last.ckpt").is_file()
     assert len(list(checkpoints.glob("best-epoch*.ckpt"))) == 1
@@ -224,10 +225,10 @@ def test_fit_validate_predict_through_the_cli(tiny_data, tmp_path) -> None:
     # validation through the CLI == `abaw score` of the validation predictions file
     last = str(checkpoints / "last.ckpt")
     val_run = tmp_path / "val"
-    assert main(["validate", *_cli_args(tiny_data, val_run, "--ckpt_path", last)]) == 0
+    assert main(["mtl", "validate", *_cli_args(tiny_data, val_run, "--ckpt_path", last)]) == 0
     validated = float(next(r for r in _metrics_rows(val_run) if r.get("val/P_MTL"))["val/P_MTL"])
     out = tmp_path / "pred_val"
-    assert main(["predict", *_cli_args(tiny_data, tmp_path / "p", "--ckpt_path", last,
+    assert main(["mtl", "predict", *_cli_args(tiny_data, tmp_path / "p", "--ckpt_path", last,
                                        "--data.predict_split", "val",
                                        "--submission.output_dir", str(out))]) == 0
     truth = read_mtl_annotations(tiny_data / MTL_VAL_FILE)
@@ -242,7 +243,7 @@ def test_fit_validate_predict_through_the_cli(tiny_data, tmp_path) -> None:
 
     # the test list: one row per entry, repeats kept, in list order
     test_out = tmp_path / "pred_test"
-    assert main(["predict", *_cli_args(tiny_data, tmp_path / "q", "--ckpt_path", last,
+    assert main(["mtl", "predict", *_cli_args(tiny_data, tmp_path / "q", "--ckpt_path", last,
                                        "--submission.output_dir", str(test_out))]) == 0
     lines = (test_out / "submission.txt").read_text().splitlines()
     listed = (tiny_data / "MTL_Challenge_test_set_release.txt").read_text().splitlines()
@@ -260,9 +261,10 @@ def test_fit_validate_predict_through_the_cli(tiny_data, tmp_path) -> None:
 def test_every_config_trains_a_few_steps(config, backbone, extra, tiny_data, tmp_path) -> None:
     run = tmp_path / "run"
     args = _cli_args(tiny_data, run, "--trainer.max_steps", "4", *extra)  # 2 epochs
-    args[args.index(str(DEFAULT_CONFIG))] = str(DEFAULT_CONFIG.parent / config)
+    at = args.index(str(DEFAULT_CONFIG)) + 1  # the overlay stacked on the base config
+    args[at:at] = ["--config", str(DEFAULT_CONFIG.parent / config)]
     args[args.index("--model.backbone") + 1] = backbone
-    assert main(["fit", *args]) == 0
+    assert main(["mtl", "fit", *args]) == 0
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 4
     if config == "hybrid.yaml":  # unfrozen after epoch 1: the backbone joined the optimiser
@@ -270,7 +272,7 @@ def test_every_config_trains_a_few_steps(config, backbone, extra, tiny_data, tmp
         base_lrs = state["lr_schedulers"][0]["base_lrs"]
         assert base_lrs[-1] == pytest.approx(base_lrs[0] / 10)  # at lr/10, on the schedule
         args[args.index("--trainer.max_steps") + 1] = "6"
-        assert main(["fit", *args, "--ckpt_path", "last"]) == 0  # resume after unfreezing
+        assert main(["mtl", "fit", *args, "--ckpt_path", "last"]) == 0  # resume after unfreezing
         resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
         assert resumed["global_step"] == 6
         assert resumed["lr_schedulers"][0]["base_lrs"] == base_lrs
@@ -280,13 +282,13 @@ def test_predict_uses_thresholds_saved_beside_the_checkpoint(tiny_data, tmp_path
     from abaw.postprocess import default_postprocess_path, save_postprocess
 
     run = tmp_path / "run"
-    assert main(["fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "1")]) == 0
+    assert main(["mtl", "fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "1")]) == 0
     last = run / "checkpoints" / "last.ckpt"
     thresholds = np.zeros(12)
     thresholds[0] = 1.0 + 0.0  # AU1 never on (a sigmoid stays below 1), every other AU on
     save_postprocess(default_postprocess_path(last), thresholds)
     out = tmp_path / "pred"
-    assert main(["predict", *_cli_args(tiny_data, tmp_path / "p", "--ckpt_path", str(last),
+    assert main(["mtl", "predict", *_cli_args(tiny_data, tmp_path / "p", "--ckpt_path", str(last),
                                        "--submission.output_dir", str(out))]) == 0
     aus = read_mtl_submission(out / "submission.txt").aus
     assert aus[:, 0].tolist() == [0] * len(aus)
@@ -295,10 +297,10 @@ def test_predict_uses_thresholds_saved_beside_the_checkpoint(tiny_data, tmp_path
 
 def test_resume_from_last_continues_the_global_step(tiny_data, tmp_path) -> None:
     run = tmp_path / "run"
-    assert main(["fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "2")]) == 0
+    assert main(["mtl", "fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "2")]) == 0
     first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert first["global_step"] == 2
-    assert main(["fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "4",
+    assert main(["mtl", "fit", *_cli_args(tiny_data, run, "--trainer.max_steps", "4",
                                    "--ckpt_path", "last")]) == 0
     second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert second["global_step"] == 4
@@ -313,9 +315,9 @@ def test_cli_errors_are_messages(tmp_path, monkeypatch, capsys) -> None:
     args = _cli_args(tmp_path, tmp_path / "run")
     data_at = args.index("--data.data_root")
     del args[data_at:data_at + 2]
-    assert main(["fit", *args, "--trainer.max_steps", "1"]) == 2
+    assert main(["mtl", "fit", *args, "--trainer.max_steps", "1"]) == 2
     assert "ABAW_DATA_ROOT" in capsys.readouterr().err
-    assert main(["fit", "--config", str(DEFAULT_CONFIG), "--model.no_such_key", "1"]) == 2
+    assert main(["mtl", "fit", "--config", str(DEFAULT_CONFIG), "--model.no_such_key", "1"]) == 2
 
 
 # --- slow: a killed run resumes; DDP on 2 CPU processes ----------------------------------------
@@ -331,7 +333,7 @@ def _subprocess_env() -> dict[str, str]:
 def test_killed_run_resumes_to_completion(tmp_path) -> None:
     data = make_mtl_data(tmp_path / "data", n_train=8, n_val=4)
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "abaw.cli", "fit",
+    args = [sys.executable, "-m", "abaw.cli", "mtl", "fit",
             *_cli_args(data, run, "--trainer.max_epochs", "-1", "--trainer.max_steps", "400",
                        "--last_checkpoint.every_n_train_steps", "2")]
     last = run / "checkpoints" / "last.ckpt"
@@ -364,14 +366,14 @@ def test_ddp_two_cpu_processes(tmp_path) -> None:
     common = ["--trainer.accelerator", "cpu", "--trainer.devices", "2",
               "--trainer.strategy", "ddp"]
     fit = subprocess.run(
-        [sys.executable, "-m", "abaw.cli", "fit",
+        [sys.executable, "-m", "abaw.cli", "mtl", "fit",
          *_cli_args(data, run, "--trainer.max_epochs", "1", *common)],
         env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     out = tmp_path / "pred"
     predict = subprocess.run(
-        [sys.executable, "-m", "abaw.cli", "predict",
+        [sys.executable, "-m", "abaw.cli", "mtl", "predict",
          *_cli_args(data, tmp_path / "p", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
                     "--submission.output_dir", str(out), *common)],
         env=_subprocess_env(), capture_output=True, text=True, timeout=300)

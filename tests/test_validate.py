@@ -10,8 +10,8 @@ import pytest
 
 from abaw import cli, vocab
 from abaw.errors import FormatError
-from abaw.formats import readers, writers
-from abaw.formats.validate import Problem, validate_submission
+from abaw.formats import readers, submissions, writers
+from abaw.formats.submissions import Problem, validate_submission
 
 CORPUS = Path(__file__).parent / "data" / "malformed"
 REFERENCE = {
@@ -87,10 +87,10 @@ def _read(reader: str, path: Path) -> object:
         return readers.read_per_video_annotation(path, reader[3:])
     if reader.startswith("sub_"):
         if reader == "sub_mtl":
-            return readers.read_mtl_submission(path)
+            return submissions.read_mtl_submission(path)
         if reader == "sub_lsd":
-            return readers.read_lsd_labels(path)
-        return readers.read_per_video_submission(path, reader[4:])
+            return submissions.read_lsd_labels(path)
+        return submissions.read_per_video_submission(path, reader[4:])
     raise AssertionError(reader)
 
 
@@ -139,7 +139,7 @@ def test_malformed_file_raises_format_error_at_its_line(
 
 def test_strict_submission_readers_tolerate_crlf_and_missing_final_newline() -> None:
     for name in ("mtl_crlf.txt", "mtl_no_final_newline.txt"):
-        predictions = readers.read_mtl_submission(CORPUS / name)
+        predictions = submissions.read_mtl_submission(CORPUS / name)
         assert predictions.images == [
             "v1/00001.jpg", "v1/00008.jpg", "v2/00001.jpg", "v1/00001.jpg"
         ]
@@ -243,7 +243,7 @@ def test_mtl_writer_validator_reader_round_trip(tmp_path: Path) -> None:
         test_list=readers.read_mtl_test_list(test_list),
     )
     assert validate_submission("mtl", submission, test_list=test_list) == []
-    read = readers.read_mtl_submission(submission)
+    read = submissions.read_mtl_submission(submission)
     assert read.images == images
     np.testing.assert_allclose(read.valence, np.clip(valence, -1, 1), atol=5e-7)
     np.testing.assert_allclose(read.arousal, arousal, atol=5e-7)
@@ -266,7 +266,7 @@ def test_per_video_writer_validator_reader_round_trip(task: str, tmp_path: Path)
         tmp_path / "sub.txt", task, locations, values, sample=sample
     )
     assert validate_submission(task, path, sample=sample) == []
-    names, read = readers.read_per_video_submission(path, task)
+    names, read = submissions.read_per_video_submission(path, task)
     assert names == locations
     if task == "va":
         np.testing.assert_allclose(read, values, atol=5e-7)
@@ -280,7 +280,7 @@ def test_lsd_writer_validator_reader_round_trip(tmp_path: Path) -> None:
     test_list = writers.write_lsd_test_list(tmp_path / vocab.LSD_TEST_LIST, names)
     path = writers.write_lsd_submission(tmp_path / "sub.txt", names, labels, test_list=test_list)
     assert validate_submission("lsd", path, test_list=test_list) == []
-    read_names, read_labels = readers.read_lsd_labels(path)
+    read_names, read_labels = submissions.read_lsd_labels(path)
     assert read_names == names
     np.testing.assert_array_equal(read_labels, labels)
 

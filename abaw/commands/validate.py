@@ -1,6 +1,6 @@
 """``abaw validate {mtl,lsd,va,expr,au,ce} SUBMISSION (--test-list LIST | --sample FILE)``.
 
-Checks a submission file before it is uploaded (see :mod:`abaw.formats.validate`). MTL and
+Checks a submission file before it is uploaded (see :mod:`abaw.formats.submissions`). MTL and
 LSD submissions are matched against their test list, the per-video tasks against their sample
 file. Exit status: 0 accepted, 1 problems found (each printed as ``path:line: message``),
 2 usage error or an unreadable test list / sample file.
@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from abaw.errors import ConfigError
-from abaw.formats.validate import KINDS, Problem, count_rows, validate_submission
+from abaw.formats.submissions import KINDS, Problem, count_rows, validate_submission
 
 #: problems printed before the rest are summarised as a count
 MAX_SHOWN = 50

@@ -26,22 +26,19 @@ Conventions:
   ``"sampler"`` draws samples with probability ∝ count(class)^-power (power 1 = every class
   equally often per epoch), ``"loss"`` hands class weights ∝ count^-power to the module
   (:meth:`LsdDataModule.loss_class_weights`), ``"none"`` leaves the data as it is;
-- ``augment="bridge"`` is the LSD domain bridge (:func:`domain_bridge_transforms`): it adds
+- ``augment="bridge"`` is the LSD domain bridge
+  (:func:`abaw.data.transforms.domain_bridge_transforms`): it adds
   to the generic pipelines the degradations that separate clean renders from real frames.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
@@ -55,11 +52,19 @@ from abaw.data.images import (
 )
 from abaw.data.loaders import SplitDataModule, collate_skip_unreadable
 from abaw.data.mtl import DATA_ROOT_ENV
-from abaw.data.transforms import STRENGTHS, eval_transforms, train_transforms
-from abaw.errors import AbawError, ConfigError, FormatError
-from abaw.formats.readers import read_lsd_labels, read_lsd_test_list, read_lsd_tree, read_text
+from abaw.data.transforms import AUGMENTS, eval_transforms, lsd_train_transforms
+from abaw.errors import AbawError, ConfigError
+from abaw.formats.readers import read_lsd_test_list, read_lsd_tree, read_occlusion_csv
+from abaw.formats.submissions import read_lsd_labels
 from abaw.models.losses import expression_class_weights
-from abaw.vocab import LSD_TEST_LIST, LSD_TRAIN_DIR, LSD_VAL_DIR, NUM_LSD_CLASSES
+from abaw.vocab import (
+    LSD_TEST_DIR,
+    LSD_TEST_LIST,
+    LSD_TEST_TRUTH,
+    LSD_TRAIN_DIR,
+    LSD_VAL_DIR,
+    NUM_LSD_CLASSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,88 +75,14 @@ __all__ = [
     "LsdDataset",
     "class_balanced_sample_weights",
     "collate_skip_unreadable",
-    "domain_bridge_transforms",
-    "lsd_train_transforms",
     "paste_hand",
-    "read_occlusion_csv",
 ]
 
-#: Flat folder of the test images, relative to the data root, when ``test_dir`` is not given.
-LSD_TEST_DIR = "test_set"
-#: Labelled test truth (``image,expression``) the synthetic data ships, for ``abaw test``
-#: (the name :mod:`abaw.synth.layouts` writes; the real test labels are not released).
-LSD_TEST_LABELS = "test_set_labels.txt"
 UNKNOWN = -1
 
 Balance = Literal["none", "sampler", "loss"]
 BALANCES: tuple[str, ...] = ("none", "sampler", "loss")
-#: "bridge" (the LSD domain bridge) or one of the generic strengths of abaw.data.transforms.
-AUGMENTS: tuple[str, ...] = ("bridge", *STRENGTHS)
 Split = Literal["train", "val", "test"]
-
-
-# --- augmentation -----------------------------------------------------------------------------
-
-
-def domain_bridge_transforms(img_size: int) -> A.Compose:
-    """Training augmentation that makes clean synthetic renders look like real video frames.
-
-    On top of the usual crop/flip/affine/colour jitter, each step imitates one way a real
-    frame differs from a render: lost resolution (down-then-up scaling), camera and motion
-    blur, sensor noise, JPEG blocking, harsher lighting (gamma), grey-scale footage, and
-    occluders (a hand, a microphone, hair) as coarse dropout holes filled with a random flat
-    colour. The probabilities keep a clean image common enough that the renders' own detail
-    is still learned. Ends with :func:`abaw.data.transforms.eval_transforms` (normalise,
-    CHW tensor), so train and evaluation inputs share one normalisation.
-    """
-    size = (img_size, img_size)
-    steps: list[A.BasicTransform] = [
-        A.RandomResizedCrop(size=size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
-        A.HorizontalFlip(p=0.5),  # expressions are left-right symmetric labels
-        A.Affine(rotate=(-15, 15), translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), p=0.5),
-        # occluders first: they are part of the scene, the camera degrades them too
-        A.CoarseDropout(
-            num_holes_range=(1, 2),
-            hole_height_range=(0.15, 0.35),
-            hole_width_range=(0.15, 0.35),
-            fill="random_uniform",
-            p=0.4,
-        ),
-        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05, p=0.8),
-        A.RandomGamma(gamma_limit=(70, 150), p=0.3),
-        A.ToGray(p=0.1),
-        A.Downscale(
-            scale_range=(0.3, 0.7),
-            interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
-            p=0.4,
-        ),
-        A.OneOf(
-            [
-                A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.4, 1.5)),
-                A.MotionBlur(blur_limit=(3, 7)),
-                A.Defocus(radius=(1, 3), alias_blur=(0.1, 0.3)),
-            ],
-            p=0.3,
-        ),
-        A.OneOf(
-            [
-                A.GaussNoise(std_range=(0.02, 0.08)),
-                A.ISONoise(color_shift=(0.01, 0.04), intensity=(0.1, 0.4)),
-            ],
-            p=0.4,
-        ),
-        A.ImageCompression(quality_range=(25, 90), p=0.5),  # last: the codec sees everything
-    ]
-    return A.Compose([*steps, eval_transforms(img_size)])
-
-
-def lsd_train_transforms(img_size: int, augment: str) -> A.Compose:
-    """The training pipeline named by ``augment``: ``"bridge"`` or a generic strength."""
-    if augment == "bridge":
-        return domain_bridge_transforms(img_size)
-    if augment not in STRENGTHS:
-        raise ConfigError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    return train_transforms(img_size, augment)  # type: ignore[arg-type]
 
 
 # --- hand pasting -----------------------------------------------------------------------------
@@ -230,44 +161,6 @@ def _loss_class_weights(labels: np.ndarray, power: float) -> np.ndarray:
 
 
 # --- occlusion labels -------------------------------------------------------------------------
-
-
-def read_occlusion_csv(path: str | Path) -> dict[str, int]:
-    """``{relative image path: 0/1}`` from a CSV with at least the columns ``image,hand``.
-
-    ``hand`` accepts 0/1 (also ``0.0``/``1.0``, ``true``/``false``). Paths are normalised to
-    forward slashes. An image listed twice with different flags is an error naming both lines.
-    """
-    path = Path(path)
-    flags: dict[str, int] = {}
-    first_line: dict[str, int] = {}
-    text = read_text(path)  # missing, empty, a device or not UTF-8: a FormatError
-    with io.StringIO(text, newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if "image" not in columns or "hand" not in columns:
-            raise FormatError(path, 1, f"expected columns 'image' and 'hand', found {columns}")
-        reader.fieldnames = columns
-        for row in reader:
-            line = reader.line_num
-            image = (row.get("image") or "").strip().replace("\\", "/")
-            raw = (row.get("hand") or "").strip().lower()
-            if not image:
-                raise FormatError(path, line, "empty image name")
-            if raw in ("1", "1.0", "true"):
-                hand = 1
-            elif raw in ("0", "0.0", "false"):
-                hand = 0
-            else:
-                raise FormatError(path, line, f"hand must be 0 or 1, got {raw!r}")
-            if image in flags and flags[image] != hand:
-                raise FormatError(
-                    path, line, f"{image} is flagged {hand} here but {flags[image]} on line "
-                    f"{first_line[image]}"
-                )
-            flags[image] = hand
-            first_line.setdefault(image, line)
-    return flags
 
 
 def _occlusion_for(images: Sequence[str], csv_path: str | Path | None, split: str,
@@ -464,7 +357,7 @@ class LsdDataModule(SplitDataModule):
             ``<data_root>/validation_set_real_images``.
         test_dir: flat folder of the test images; default ``<data_root>/test_set``.
         test_list: the test list; default ``<data_root>/LSD_Challenge_test_set_release.txt``.
-        test_labels: ``image,expression`` truth of the test list, for ``abaw test`` (only the
+        test_labels: ``image,expression`` truth of the test list, for ``abaw lsd test`` (only the
             synthetic data has one); default ``<data_root>/test_set_labels.txt``.
         occlusion_csv: ``image,hand`` CSV for the training tree (None: no occlusion labels).
         val_occlusion_csv: the same for the validation tree.
@@ -523,6 +416,17 @@ class LsdDataModule(SplitDataModule):
         #: the test list in order, repeats kept (predict_split="test"); the writer needs it
         self.predict_test_list: list[str] | None = None
 
+    @property
+    def predict_split(self) -> str:
+        """What ``predict`` runs on: ``"test"`` (the list) or ``"val"``; settable."""
+        return self.hparams.predict_split
+
+    @predict_split.setter
+    def predict_split(self, split: str) -> None:
+        if split not in ("test", "val"):
+            raise ConfigError(f"predict_split must be 'test' or 'val', got {split!r}")
+        self.hparams.predict_split = split
+
     # --- paths ---
 
     def _path(self, explicit: str | None, default_name: str, what: str) -> Path:
@@ -554,7 +458,7 @@ class LsdDataModule(SplitDataModule):
 
     @property
     def test_labels(self) -> Path:
-        return self._path(self.hparams.test_labels, LSD_TEST_LABELS, "test_labels")
+        return self._path(self.hparams.test_labels, LSD_TEST_TRUTH, "test_labels")
 
     def _report_dir(self) -> str | None:
         trainer = self.trainer
@@ -620,8 +524,8 @@ class LsdDataModule(SplitDataModule):
         path = self.test_labels
         if not path.is_file():
             raise ConfigError(
-                f"`abaw test` needs labelled LSD test data and {path} does not exist (the real "
-                "test labels are not released: use `abaw predict` and submit instead)"
+                f"`abaw lsd test` needs labelled LSD test data and {path} does not exist (the real "
+                "test labels are not released: use `abaw lsd predict` and submit instead)"
             )
         images, labels = read_lsd_labels(path)
         problems = check_images(self.test_dir, images, "test")

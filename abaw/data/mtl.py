@@ -64,7 +64,9 @@ from abaw.vocab import (
     AU_MISSING,
     EXPR_MISSING,
     MTL_IMAGE_DIR,
+    MTL_TASKS,
     MTL_TEST_LIST,
+    MTL_TEST_TRUTH,
     MTL_TRAIN_FILE,
     MTL_VAL_FILE,
     NUM_AUS,
@@ -75,14 +77,10 @@ from abaw.vocab import (
 log = logging.getLogger(__name__)
 
 DATA_ROOT_ENV = "ABAW_DATA_ROOT"
-MTL_TASKS: tuple[str, ...] = ("va", "expr", "au")
 #: Candidate test image trees under the data root, first existing wins (the embedded
 #: synthetic data uses the first; a real copy may have merged the test crops into the main
 #: tree — harmless, since test videos have their own folder names).
 TEST_IMAGE_DIRS: tuple[str, ...] = (f"test/{MTL_IMAGE_DIR}", MTL_IMAGE_DIR)
-#: Ground truth of the test list, shipped only by the synthetic generator (the real test
-#: labels are never released); used by ``abaw test``.
-TEST_ANNOTATIONS_FILE = "test_set_annotations.txt"
 
 Split = Literal["train", "val", "test"]
 Balance = Literal["none", "task"]
@@ -352,6 +350,7 @@ class MtlDataModule(SplitDataModule):
             ``"val"`` (the validation images, for threshold fitting and ``abaw score``).
         missing_test_images: ``"error"`` (refuse) or ``"grey"`` (predict from grey, warn).
         report_dir: where image-problem lists go (default: the trainer's log dir).
+        seed: seed of the task-balancing sampler (``balance="task"``).
         cache: decode every split once into a memory-mapped ``uint8`` array at ``img_size``
             (:mod:`abaw.data.cache`) and augment whole batches on the device
             (:class:`~abaw.data.batch_augment.BatchAugment`); ``False`` decodes JPEGs on every
@@ -375,6 +374,7 @@ class MtlDataModule(SplitDataModule):
         predict_split: Literal["test", "val"] = "test",
         missing_test_images: MissingTestPolicy = "error",
         report_dir: str | None = None,
+        seed: int = 0,
         cache: bool = True,
         cache_dir: str | None = None,
     ) -> None:
@@ -487,11 +487,11 @@ class MtlDataModule(SplitDataModule):
         if stage in (None, "fit", "validate"):
             self.datasets["val"] = self._annotated(root / MTL_VAL_FILE, "val", evaluate)
         if stage == "test":
-            path = Path(self.test_annotations) if self.test_annotations else root / TEST_ANNOTATIONS_FILE
+            path = Path(self.test_annotations) if self.test_annotations else root / MTL_TEST_TRUTH
             if not path.is_file():
                 raise ConfigError(
-                    f"`abaw test` needs labelled test data and {path} does not exist (the real "
-                    "test labels are not released: use `abaw predict` and submit instead)")
+                    f"`abaw mtl test` needs labelled test data and {path} does not exist (the real "
+                    "test labels are not released: use `abaw mtl predict` and submit instead)")
             self.datasets["test"] = self._annotated(path, "test", evaluate)
         if stage == "predict":
             self._setup_predict(evaluate)
@@ -530,4 +530,5 @@ class MtlDataModule(SplitDataModule):
         if self.balance != "task":
             return None
         weights = task_balanced_weights(dataset.labels)
-        return WeightedRandomSampler(torch.from_numpy(weights), len(dataset))
+        return WeightedRandomSampler(torch.from_numpy(weights), len(dataset),
+                                     generator=torch.Generator().manual_seed(self.hparams.seed))

@@ -1,4 +1,5 @@
-"""albumentations (2.x) pipelines for face crops: training augmentation and evaluation resizing.
+"""albumentations (2.x) pipelines for face crops: training augmentation (generic strengths and
+the LSD synthetic-to-real domain bridge) and evaluation resizing.
 
 Conventions: input is an RGB ``uint8`` (H, W, 3) array (:func:`abaw.data.images.load_rgb`);
 output is a float32 (3, img_size, img_size) tensor normalised with the ImageNet mean and std
@@ -20,7 +21,10 @@ from __future__ import annotations
 from typing import Literal
 
 import albumentations as A
+import cv2
 from albumentations.pytorch import ToTensorV2
+
+from abaw.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -72,3 +76,70 @@ def train_transforms(img_size: int, strength: AugmentStrength = "medium") -> A.C
             ),
         ]
     return A.Compose([*steps, *_finish()])
+
+
+# --- the LSD synthetic -> real "bridge" --------------------------------------------------------
+
+#: "bridge" (the LSD domain bridge) or one of the generic strengths above.
+AUGMENTS: tuple[str, ...] = ("bridge", *STRENGTHS)
+
+
+def domain_bridge_transforms(img_size: int) -> A.Compose:
+    """Training augmentation that makes clean synthetic renders look like real video frames.
+
+    On top of the usual crop/flip/affine/colour jitter, each step imitates one way a real
+    frame differs from a render: lost resolution (down-then-up scaling), camera and motion
+    blur, sensor noise, JPEG blocking, harsher lighting (gamma), grey-scale footage, and
+    occluders (a hand, a microphone, hair) as coarse dropout holes filled with a random flat
+    colour. The probabilities keep a clean image common enough that the renders' own detail
+    is still learned. Ends with :func:`abaw.data.transforms.eval_transforms` (normalise,
+    CHW tensor), so train and evaluation inputs share one normalisation.
+    """
+    size = (img_size, img_size)
+    steps: list[A.BasicTransform] = [
+        A.RandomResizedCrop(size=size, scale=(0.7, 1.0), ratio=(0.9, 1.1)),
+        A.HorizontalFlip(p=0.5),  # expressions are left-right symmetric labels
+        A.Affine(rotate=(-15, 15), translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), p=0.5),
+        # occluders first: they are part of the scene, the camera degrades them too
+        A.CoarseDropout(
+            num_holes_range=(1, 2),
+            hole_height_range=(0.15, 0.35),
+            hole_width_range=(0.15, 0.35),
+            fill="random_uniform",
+            p=0.4,
+        ),
+        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.05, p=0.8),
+        A.RandomGamma(gamma_limit=(70, 150), p=0.3),
+        A.ToGray(p=0.1),
+        A.Downscale(
+            scale_range=(0.3, 0.7),
+            interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+            p=0.4,
+        ),
+        A.OneOf(
+            [
+                A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.4, 1.5)),
+                A.MotionBlur(blur_limit=(3, 7)),
+                A.Defocus(radius=(1, 3), alias_blur=(0.1, 0.3)),
+            ],
+            p=0.3,
+        ),
+        A.OneOf(
+            [
+                A.GaussNoise(std_range=(0.02, 0.08)),
+                A.ISONoise(color_shift=(0.01, 0.04), intensity=(0.1, 0.4)),
+            ],
+            p=0.4,
+        ),
+        A.ImageCompression(quality_range=(25, 90), p=0.5),  # last: the codec sees everything
+    ]
+    return A.Compose([*steps, eval_transforms(img_size)])
+
+
+def lsd_train_transforms(img_size: int, augment: str) -> A.Compose:
+    """The training pipeline named by ``augment``: ``"bridge"`` or a generic strength."""
+    if augment == "bridge":
+        return domain_bridge_transforms(img_size)
+    if augment not in STRENGTHS:
+        raise ConfigError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    return train_transforms(img_size, augment)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ Conventions (see ``shared/ABAW_FORMATS.md``):
 - order and repeated rows are preserved exactly as in the file;
 - large tables are parsed with pandas' C parser after a vectorised field-count check; only
   when that fails is the file scanned line by line, to name the first bad line;
-- submissions are read strictly (through :mod:`abaw.formats.validate`) because a scorer must
+- submissions are read strictly (through :mod:`abaw.formats.submissions`) because a scorer must
   see exactly what the server would; style problems (CRLF, no final newline) are tolerated.
 """
 
@@ -378,46 +378,6 @@ def read_mtl_test_list(path: str | Path) -> list[str]:
     return _read_name_list(path, vocab.MTL_TEST_LIST_HEADER, "MTL test list")
 
 
-@dataclass(frozen=True, eq=False)
-class MtlPredictions:
-    """An MTL submission as parsed for scoring (rows in file order)."""
-
-    path: Path
-    images: list[str]
-    valence: np.ndarray  # float64 (N,)
-    arousal: np.ndarray  # float64 (N,)
-    expression: np.ndarray  # int64 (N,)
-    aus: np.ndarray  # int64 (N, 12)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def _read_submission_strict(kind: str, path: str | Path) -> tuple[list[str], np.ndarray]:
-    # imported here: the validator reads test lists through this module
-    from abaw.formats.validate import parse_submission
-
-    parsed = parse_submission(kind, path)
-    fatal = sorted((p for p in parsed.problems if not p.tolerable),
-                   key=lambda p: p.line if p.line is not None else 0)
-    if fatal:
-        raise FormatError(path, fatal[0].line, fatal[0].message)
-    return parsed.names, parsed.values
-
-
-def read_mtl_submission(path: str | Path) -> MtlPredictions:
-    """Read an MTL submission strictly (every value must be one the server accepts)."""
-    names, values = _read_submission_strict("mtl", path)
-    return MtlPredictions(
-        path=Path(path),
-        images=names,
-        valence=values[:, 0].copy(),
-        arousal=values[:, 1].copy(),
-        expression=values[:, 2].astype(np.int64),
-        aus=values[:, 3:].astype(np.int64),
-    )
-
-
 # --- LSD (4th ABAW) -------------------------------------------------------------------------
 
 
@@ -483,10 +443,42 @@ def read_lsd_test_list(path: str | Path) -> list[str]:
     return _read_name_list(path, vocab.LSD_TEST_LIST_HEADER, "LSD test list")
 
 
-def read_lsd_labels(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """An ``image,expression`` file (a submission or a truth file): names and int64 labels."""
-    names, values = _read_submission_strict("lsd", path)
-    return names, values[:, 0].astype(np.int64)
+def read_occlusion_csv(path: str | Path) -> dict[str, int]:
+    """``{relative image path: 0/1}`` from a CSV with at least the columns ``image,hand``.
+
+    ``hand`` accepts 0/1 (also ``0.0``/``1.0``, ``true``/``false``). Paths are normalised to
+    forward slashes. An image listed twice with different flags is an error naming both lines.
+    """
+    path = Path(path)
+    flags: dict[str, int] = {}
+    first_line: dict[str, int] = {}
+    text = read_text(path)  # missing, empty, a device or not UTF-8: a FormatError
+    with io.StringIO(text, newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "image" not in columns or "hand" not in columns:
+            raise FormatError(path, 1, f"expected columns 'image' and 'hand', found {columns}")
+        reader.fieldnames = columns
+        for row in reader:
+            line = reader.line_num
+            image = (row.get("image") or "").strip().replace("\\", "/")
+            raw = (row.get("hand") or "").strip().lower()
+            if not image:
+                raise FormatError(path, line, "empty image name")
+            if raw in ("1", "1.0", "true"):
+                hand = 1
+            elif raw in ("0", "0.0", "false"):
+                hand = 0
+            else:
+                raise FormatError(path, line, f"hand must be 0 or 1, got {raw!r}")
+            if image in flags and flags[image] != hand:
+                raise FormatError(
+                    path, line, f"{image} is flagged {hand} here but {flags[image]} on line "
+                    f"{first_line[image]}"
+                )
+            flags[image] = hand
+            first_line.setdefault(image, line)
+    return flags
 
 
 # --- per-video tasks (Aff-Wild2) ------------------------------------------------------------
@@ -626,16 +618,9 @@ def read_expected_names(path: str | Path, kind: str) -> list[str]:
     return read_sample_file(path, kind)
 
 
-def read_per_video_submission(path: str | Path, task: str) -> tuple[list[str], np.ndarray]:
-    """A 5th-edition-on per-video submission, read strictly: locations and values.
-
-    Values: VA float64 ``(N, 2)``; EXPR / CE int64 ``(N,)``; AU int64 ``(N, 12)``.
-    """
-    if task not in vocab.PER_VIDEO_SUBMISSION_HEADERS:
-        raise ConfigError(f"unknown task {task!r}; expected one of va, expr, au, ce")
-    names, values = _read_submission_strict(task, path)
-    if task == "va":
-        return names, values
-    if task in ("expr", "ce"):
-        return names, values[:, 0].astype(np.int64)
-    return names, values.astype(np.int64)
+def expected_names(source: Sequence[str] | str | Path, kind: str) -> list[str]:
+    """The names a ``kind`` submission must follow: given as a list, or as the path of the
+    official test list / sample file (:func:`abaw.formats.readers.read_expected_names`)."""
+    if isinstance(source, (str, Path)):
+        return read_expected_names(source, kind)
+    return [str(v) for v in source]

@@ -206,15 +206,11 @@ def _int_array(
     return array
 
 
-def expected_names(source: Sequence[str] | str | Path, kind: str) -> list[str]:
-    """The names a ``kind`` submission must follow: given as a list, or as the path of the
-    official test list / sample file (:func:`abaw.formats.readers.read_expected_names`)."""
-    if isinstance(source, (str, Path)):
-        # imported here: pandas (the readers) is only needed when a file is given
-        from abaw.formats.readers import read_expected_names
+def _expected_names(source: Sequence[str] | str | Path, kind: str) -> list[str]:
+    # imported here: pandas (the readers) is only needed when a file is given
+    from abaw.formats.readers import expected_names
 
-        return read_expected_names(source, kind)
-    return [str(v) for v in source]
+    return expected_names(source, kind)
 
 
 def _check_against_list(names: Sequence[str], expected: Sequence[str], what: str) -> None:
@@ -273,7 +269,7 @@ def write_mtl_submission(
     """
     names = _names(images, "image")
     if test_list is not None:
-        _check_against_list(names, expected_names(test_list, "mtl"), "test list")
+        _check_against_list(names, _expected_names(test_list, "mtl"), "test list")
     v = _float_column(names, valence, "valence", clip=True)
     a = _float_column(names, arousal, "arousal", clip=True)
     e = _int_array(names, expression, "expression", range(vocab.NUM_EXPRESSIONS), ())
@@ -333,7 +329,7 @@ def write_lsd_submission(
     """
     names = _names(images, "image")
     if test_list is not None:
-        _check_against_list(names, expected_names(test_list, "lsd"), "test list")
+        _check_against_list(names, _expected_names(test_list, "lsd"), "test list")
     labels = _int_array(names, expression, "expression", range(vocab.NUM_LSD_CLASSES), ())
     return atomic_write_text(
         path, _lines(vocab.LSD_SUBMISSION_HEADER, [names, format_ints(labels)])
@@ -410,7 +406,7 @@ def write_per_video_submission(
     _check_task(task, vocab.PER_VIDEO_SUBMISSION_HEADERS)
     names = _names(locations, "location")
     if sample is not None:
-        _check_against_list(names, expected_names(sample, task), "sample file")
+        _check_against_list(names, _expected_names(sample, task), "sample file")
     columns = [names, *_per_video_value_columns(task, names, values, annotation=False)]
     return atomic_write_text(path, _lines(vocab.PER_VIDEO_SUBMISSION_HEADERS[task], columns))
 

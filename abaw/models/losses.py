@@ -169,3 +169,15 @@ def au_pos_weight(aus: np.ndarray, clip: float = 10.0) -> np.ndarray:
         ratio = np.where(pos > 0, neg / np.maximum(pos, 1.0), clip)
     ratio = np.where((pos == 0) & (neg == 0), 1.0, ratio)
     return np.clip(ratio, 1.0 / clip, clip).astype(np.float32)
+
+
+def occlusion_loss(logits: torch.Tensor, occluded: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the faces with a known flag (``occluded`` 0/1; -1 = unknown).
+
+    Divided by the number of known flags; none known gives an exact, graph-connected 0.
+    """
+    known = occluded >= 0
+    target = torch.where(known, occluded, torch.zeros_like(occluded)).to(logits.dtype)
+    per_face = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    weight = known.to(logits.dtype)
+    return (per_face * weight).sum() / weight.sum().clamp(min=1.0)

@@ -19,9 +19,8 @@ from abaw.errors import ConfigError
 from abaw.models.au_graph import AUGraphHead
 from abaw.models.backbones import Backbone, create_backbone
 from abaw.models.heads import AULinearHead, ExpressionHead, VAHead
-from abaw.vocab import NUM_AUS, NUM_EXPRESSIONS, PER_VIDEO_TASKS
+from abaw.vocab import MTL_TASKS, NUM_AUS, NUM_EXPRESSIONS
 
-MTL_TASKS: tuple[str, ...] = PER_VIDEO_TASKS
 AU_HEADS: tuple[str, ...] = ("linear", "graph")
 
 

@@ -49,9 +49,7 @@ from abaw.synth.state import FrameState
 # --- paths ---------------------------------------------------------------------------------
 MTL_DIR, LSD_DIR, PER_VIDEO_DIR = "mtl", "lsd", "per_video"
 MTL_TEST_IMAGE_DIR = "test/" + vocab.MTL_IMAGE_DIR
-MTL_TEST_TRUTH = "test_set_annotations.txt"
-LSD_TEST_DIR = "test_set"
-LSD_TEST_TRUTH = "test_set_labels.txt"
+MTL_TEST_TRUTH, LSD_TEST_DIR, LSD_TEST_TRUTH = vocab.MTL_TEST_TRUTH, vocab.LSD_TEST_DIR, vocab.LSD_TEST_TRUTH
 PER_VIDEO_TEST_SPLIT = "Test_Set"
 PER_VIDEO_SAMPLES_DIR = "test_set_samples"
 LATENT_DIR = "_latent"

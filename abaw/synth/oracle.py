@@ -25,7 +25,7 @@ import numpy as np
 from abaw import metrics, vocab
 from abaw.errors import FormatError
 from abaw.fileio import atomic_write_text
-from abaw.formats import readers
+from abaw.formats import readers, submissions
 from abaw.synth.layouts import (
     LATENT_DIR,
     LSD_DIR,
@@ -99,7 +99,7 @@ def lsd_oracle(out: str | Path) -> dict[str, dict]:
     result = {}
     val = readers.read_lsd_tree(root / vocab.LSD_VAL_DIR)
     val_names = [f"{vocab.LSD_VAL_DIR}/{p}" for p in val.paths]
-    test_names, test_labels = readers.read_lsd_labels(root / LSD_TEST_TRUTH)
+    test_names, test_labels = submissions.read_lsd_labels(root / LSD_TEST_TRUTH)
     for split, names, labels in (("validation", val_names, np.asarray(val.labels)),
                                  ("test", test_names, np.asarray(test_labels))):
         latent = read_latent(root / LATENT_DIR / f"{split}.csv")

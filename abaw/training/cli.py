@@ -1,29 +1,36 @@
-"""``abaw fit|validate|test|predict``: the LightningCLI over :class:`MtlModule` and
-:class:`MtlDataModule` (configs with ``challenge: lsd`` are handed to :mod:`abaw.training.lsd_cli`).
+"""``abaw mtl|lsd fit|validate|test|predict``: one LightningCLI class per challenge.
 
-What it adds to a plain LightningCLI:
+:class:`MtlCLI` runs :class:`~abaw.training.mtl_module.MtlModule` on
+:class:`~abaw.data.mtl.MtlDataModule`, :class:`LsdCLI` runs
+:class:`~abaw.training.lsd_module.LsdModule` on :class:`~abaw.data.lsd.LsdDataModule`; the
+command names the challenge (``abaw lsd fit --config ...``), so nothing reads argv or a YAML
+file to route. A config carries ``challenge: <name>``, checked once parsed: an MTL config
+handed to the LSD CLI is refused with a message, not a confusing argument error.
 
-- numbers stated once: ``data.img_size`` and ``data.tasks`` are linked into the model; the
-  training-label statistics (class weights, AU ``pos_weight``, AU-graph initialisation) are
-  linked from the instantiated datamodule (``apply_on="instantiate"``);
+What both add to a plain LightningCLI (:class:`ChallengeCLI`):
+
+- numbers stated once: ``data.img_size`` is linked into the model (MTL also ``data.tasks``
+  and, at instantiation, the training-label statistics);
 - a run is one folder, ``trainer.default_root_dir``: checkpoints go to
-  ``<default_root_dir>/checkpoints`` (``checkpoint.*``: best ``val/P_MTL``, mode max;
+  ``<default_root_dir>/checkpoints`` (``checkpoint.*``: the best ``MONITOR``, mode max;
   ``last_checkpoint.*``: ``last.ckpt`` after every epoch), so ``--ckpt_path last`` resumes an
-  interrupted run; the logger's
-  ``save_dir`` is linked to it too, and the resolved config (``config.yaml``, Lightning's
-  SaveConfigCallback) goes to the logger's folder (one ``version_<n>`` per invocation);
-- ``submission.*`` configures :class:`~abaw.training.callbacks.MtlPredictionWriter`, which
-  turns ``abaw predict`` into ``submission.txt`` and ``predictions.npz``;
-- a fixed seed (``seed_everything: 42``) and the optimiser defined by the module (no
-  ``--optimizer`` options: the module owns AdamW, layer decay and the schedule).
+  interrupted run; the logger's ``save_dir`` is linked to it too, and the resolved config
+  (``config.yaml``) goes to the logger's folder (one ``version_<n>`` per invocation);
+- ``submission.*`` configures the challenge's prediction writer
+  (:mod:`abaw.training.writer`), which turns ``predict`` into ``submission.txt`` and
+  ``predictions.npz``;
+- a fixed seed (``seed_everything: 42``) and the optimiser defined by the module.
+
+:func:`build_cli` parses a config once without running anything (``run=False``), for the
+runner (:mod:`abaw.runner`) and notebooks; :func:`run_lightning_cli` is the command line.
 
 Examples::
 
-    abaw fit --config configs/mtl/default.yaml --data.data_root data/synth/mtl
-    abaw fit --config configs/mtl/default.yaml --ckpt_path last          # resume
-    abaw validate --config configs/mtl/default.yaml --ckpt_path runs/mtl/default/checkpoints/last.ckpt
-    abaw predict --config configs/mtl/default.yaml --ckpt_path best.ckpt --submission.output_dir out
-    abaw fit --config configs/mtl/default.yaml --print_config            # the resolved config
+    abaw mtl fit --config configs/mtl/base.yaml --data.data_root data/synth/mtl
+    abaw mtl fit --config configs/mtl/base.yaml --config configs/mtl/efficientnet_b0.yaml
+    abaw mtl fit --config configs/mtl/base.yaml --ckpt_path last          # resume
+    abaw lsd predict --config configs/lsd/base.yaml --ckpt_path best.ckpt --submission.output_dir out
+    abaw mtl fit --config configs/mtl/base.yaml --print_config            # the resolved config
 """
 
 from __future__ import annotations
@@ -34,25 +41,26 @@ import re
 import signal
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pytorch_lightning import LightningDataModule, LightningModule
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.trainer.states import TrainerStatus
 
+from abaw.data.lsd import LsdDataModule
 from abaw.data.mtl import MtlDataModule
 from abaw.errors import AbawError, ConfigError
 from abaw.fileio import is_device
 from abaw.log import configure_logging
-from abaw.training.callbacks import MtlPredictionWriter
+from abaw.training.lsd_module import LsdModule
 from abaw.training.mtl_module import MtlModule
+from abaw.training.writer import LsdPredictionWriter, MtlPredictionWriter, PredictionWriter
 
 log = logging.getLogger(__name__)
 
-#: Value of the top-level ``challenge`` key of an MTL config (``challenge: lsd`` goes to
-#: :mod:`abaw.training.lsd_cli`).
-MTL_CHALLENGE = "mtl"
 CHECKPOINT_DIR = "checkpoints"
 DEFAULT_SEED = 42
 
@@ -160,21 +168,29 @@ def state_dict_mismatch(err: RuntimeError, ckpt_path: object) -> ConfigError | N
 
 
 class ChallengeCLI(LightningCLI):
-    """What the MTL and LSD CLIs share: the ``--challenge`` key (a config for another challenge
-    is refused), the best/last checkpoints (:func:`add_checkpoint_arguments` on ``MONITOR``),
-    ``submission.*`` (the ``PREDICTION_WRITER`` callback) and ``data.img_size`` →
-    ``model.img_size``. Subclasses set the three class attributes."""
+    """What every challenge CLI shares (see the module docstring). A subclass sets the
+    challenge name, its module and datamodule classes, the monitored metric and the writer."""
 
     CHALLENGE: str = ""
+    MODEL: type[LightningModule]
+    DATAMODULE: type[LightningDataModule]
     MONITOR: str = ""
-    PREDICTION_WRITER: type[Callback]
+    PREDICTION_WRITER: type[PredictionWriter]
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--challenge", type=str, default=self.CHALLENGE,
-                            help="which challenge a config is for (routes `abaw fit`)")
+                            help="which challenge a config is for (checked once parsed)")
         add_checkpoint_arguments(parser, monitor=self.MONITOR)
         parser.add_lightning_class_args(self.PREDICTION_WRITER, "submission")
         parser.link_arguments("data.img_size", "model.img_size")
+        # the logger writes inside the run folder too (any logger taking ``save_dir``)
+        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
+
+    def __init__(self, *args: Any, prepare: Callable[[Any], None] | None = None,
+                 **kwargs: Any) -> None:
+        #: called with the parsed config before anything is instantiated (see build_cli)
+        self.prepare = prepare
+        super().__init__(*args, **kwargs)
 
     def _subcommand_config(self):
         return self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -183,8 +199,25 @@ class ChallengeCLI(LightningCLI):
         config = self._subcommand_config()
         if config.get("challenge", self.CHALLENGE) != self.CHALLENGE:
             raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; the config says "
-                              f"challenge: {config['challenge']}")
+                              f"challenge: {config['challenge']} (use `abaw "
+                              f"{config['challenge']} ...`)")
         check_data_sizes(config.get("data") or {})
+        if self.prepare is not None:
+            self.prepare(config)
+            # whatever the preparation drew from the global generators, the model starts
+            # from the state the seed gives, as without it
+            self._set_seed()
+
+    @property
+    def writer(self) -> PredictionWriter:
+        """The instantiated prediction writer (``submission.*``)."""
+        return next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter))
+
+    @property
+    def best_checkpoint_callback(self) -> ModelCheckpoint:
+        """The ``checkpoint.*`` callback (best ``MONITOR``)."""
+        return next(c for c in self.trainer.callbacks
+                    if isinstance(c, ModelCheckpoint) and c.monitor == self.MONITOR)
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the checkpoint's hyper-parameters here (torch.load, weights_only): a
@@ -225,16 +258,16 @@ class ChallengeCLI(LightningCLI):
 
 
 class MtlCLI(ChallengeCLI):
-    """LightningCLI with the links, checkpointing and submission writer described above."""
+    """The MTL challenge: MtlModule on MtlDataModule, best ``val/P_MTL``."""
 
-    CHALLENGE = MTL_CHALLENGE
+    CHALLENGE = "mtl"
+    MODEL = MtlModule
+    DATAMODULE = MtlDataModule
     MONITOR = "val/P_MTL"
     PREDICTION_WRITER = MtlPredictionWriter
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         super().add_arguments_to_parser(parser)
-        # the logger writes inside the run folder too (any logger taking ``save_dir``)
-        parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
         parser.link_arguments("data.tasks", "model.tasks")
         parser.link_arguments("data.label_stats", "model.label_stats", apply_on="instantiate")
 
@@ -276,9 +309,58 @@ def check_config_files(argv: list[str]) -> None:
                               f"0x{data[err.start]:02x} is not UTF-8)") from None
 
 
-def run_cli(cli_class: type[ChallengeCLI], model_class: type[LightningModule],
-            datamodule_class: type[LightningDataModule], argv: list[str]) -> int:
-    """Run ``cli_class`` over the two classes on ``argv``; returns the exit status.
+class LsdCLI(ChallengeCLI):
+    """The LSD challenge: LsdModule on LsdDataModule, best ``val/f1``."""
+
+    CHALLENGE = "lsd"
+    MODEL = LsdModule
+    DATAMODULE = LsdDataModule
+    MONITOR = "val/f1"
+    PREDICTION_WRITER = LsdPredictionWriter
+
+
+#: challenge name -> its CLI class (``abaw <name> fit ...``)
+CHALLENGE_CLIS: dict[str, type[ChallengeCLI]] = {"mtl": MtlCLI, "lsd": LsdCLI}
+
+
+def _cli(cli_class: type[ChallengeCLI], args: list[str], run: bool,
+         prepare: Callable[[Any], None] | None = None) -> ChallengeCLI:
+    with warnings.catch_warnings():
+        # Under ``abaw mtl fit ...`` sys.argv holds the same arguments as ``args``;
+        # LightningCLI warns about seeing both. sys.argv must stay intact: DDP re-runs it.
+        warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
+        return cli_class(
+            cli_class.MODEL,
+            cli_class.DATAMODULE,
+            args=list(args),
+            run=run,
+            seed_everything_default=DEFAULT_SEED,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            prepare=prepare,
+        )
+
+
+def build_cli(challenge: str, args: list[str],
+              prepare: Callable[[Any], None] | None = None) -> ChallengeCLI:
+    """Parse ``args`` (``--config`` files, then overrides) once and instantiate the trainer,
+    model, datamodule and callbacks, without running anything (``run=False``).
+
+    ``prepare(config)`` may change the parsed config (a jsonargparse Namespace) before the
+    classes are instantiated; the seed is applied again after it.
+
+    An argument error raises :class:`~abaw.errors.ConfigError` with jsonargparse's message.
+    """
+    configure_logging()
+    try:
+        return _cli(CHALLENGE_CLIS[challenge], args, run=False, prepare=prepare)
+    except SystemExit:
+        raise ConfigError(f"the {challenge} config or its overrides are invalid (see the "
+                          f"message above): {' '.join(args)}") from None
+
+
+def run_lightning_cli(challenge: str, argv: list[str]) -> int:
+    """``abaw <challenge> fit|validate|test|predict ...``; returns the exit status.
 
     Argument errors exit through jsonargparse (status 2, its own message); toolkit errors
     (:class:`abaw.errors.AbawError`) propagate to :func:`abaw.cli.main`, which prints them.
@@ -286,32 +368,8 @@ def run_cli(cli_class: type[ChallengeCLI], model_class: type[LightningModule],
     configure_logging()
     check_config_files(argv)
     try:
-        with warnings.catch_warnings():
-            # Under ``abaw fit ...`` sys.argv holds the same arguments as ``argv``; LightningCLI
-            # warns about seeing both. sys.argv must stay intact: DDP re-runs the command.
-            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
-            cli_class(
-                model_class,
-                datamodule_class,
-                args=list(argv),
-                seed_everything_default=DEFAULT_SEED,
-                save_config_kwargs={"overwrite": True},
-                auto_configure_optimizers=False,
-            )
+        _cli(CHALLENGE_CLIS[challenge], argv, run=True)
     except SystemExit as exit_:  # --help, --print_config, argument errors
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     return 0
-
-
-def run_lightning_cli(argv: list[str]) -> int:
-    """Run ``fit|validate|test|predict`` with LightningCLI; returns the exit status.
-
-    A config with ``challenge: lsd`` (or ``--challenge lsd``) goes to the LSD CLI; everything
-    else is an MTL run (see :func:`run_cli` for the exit status and errors).
-    """
-    from abaw.training.lsd_cli import is_lsd_command, run_lsd_cli  # it imports this module
-
-    if is_lsd_command(argv):
-        return run_lsd_cli(argv)
-    return run_cli(MtlCLI, MtlModule, MtlDataModule, argv)

@@ -5,7 +5,7 @@ checkpoint); everything a run needs to be reproduced is in ``self.hparams``.
 
 Conventions:
 
-- :class:`LsdNet` = a registry backbone (:func:`abaw.models.create_backbone`) + a 6-way
+- :class:`~abaw.models.lsd_net.LsdNet` = a registry backbone (:func:`abaw.models.create_backbone`) + a 6-way
   :class:`abaw.models.ExpressionHead`, and optionally an occlusion head (one logit: "a hand
   covers this face") and an *occluded-face* expression head trained only on faces flagged
   occluded (what the ``separate_head`` decision rule of :mod:`abaw.lsd.occlusion` uses);
@@ -19,13 +19,14 @@ Conventions:
   are reported untrained (one log line) and ``predict_step`` leaves their outputs out. The
   ``occlusion_trained`` buffer travels with the checkpoint;
 - validation logs the official metric, ``val/f1`` (macro F1 over the 6 fixed classes, via
-  :func:`abaw.metrics.lsd_f1` on every row of every rank: :class:`LsdMetric` keeps ``cat``
+  :func:`abaw.metrics.lsd_f1` on every row of every rank:
+  :class:`~abaw.training.metric.LsdMetric` keeps ``cat``
   states), ``val/f1_<Class>``, ``val/acc``, and when flags exist ``val/occlusion_f1`` (F1
   of the "hand" class), ``val/f1_occluded`` / ``val/f1_clear`` (expression F1 on either side);
   rank 0 saves a confusion-matrix PNG per epoch under ``<log_dir>/confusion_matrix/``;
 - ``predict_step`` returns ``expr_prob`` (B, 6) softmax probabilities, ``occlusion_prob``
   (B,) and ``expr_prob_occluded`` (B, 6) when those heads are trained, and ``index``;
-  :class:`LsdPredictionWriter` turns them into ``predictions.npz`` and the submission;
+  :class:`~abaw.training.writer.LsdPredictionWriter` turns them into ``predictions.npz`` and the submission;
 - optimiser: AdamW over :func:`abaw.models.param_groups_layer_decay` groups, per-step linear
   warm-up then cosine decay (:mod:`abaw.training.optim`, the MTL module's schedule); steps
   and hooks shared with the MTL module come from :class:`abaw.training.base.ChallengeModule`.
@@ -33,151 +34,26 @@ Conventions:
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter
-from torch import nn
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
-from abaw.data.lsd import read_occlusion_csv
-from abaw.errors import AbawError, ConfigError
-from abaw.fileio import atomic_write_bytes
-from abaw.formats.writers import write_lsd_submission
-from abaw.lsd.occlusion import OcclusionRule
-from abaw.metrics import f1_per_class, lsd_f1
-from abaw.models import Backbone, ExpressionHead, create_backbone, expression_loss
+from abaw.errors import ConfigError
+from abaw.models import create_backbone, expression_loss
+from abaw.models.losses import occlusion_loss
+from abaw.models.lsd_net import LsdNet
 from abaw.training.base import ChallengeModule
-from abaw.training.callbacks import OutputDirCheck
+from abaw.training.metric import LsdMetric
 from abaw.training.plots import save_confusion_matrix
 from abaw.vocab import EXPR_MISSING, LSD_CLASSES, NUM_LSD_CLASSES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LsdMetric", "LsdModule", "LsdNet", "LsdPredictionWriter"]
+__all__ = ["LsdModule"]
 
 CONFUSION_DIR = "confusion_matrix"
-PREDICTIONS_FILE = "predictions.npz"
-SUBMISSION_FILE = "submission.txt"
-
-
-# --- the network ------------------------------------------------------------------------------
-
-
-class LsdNet(nn.Module):
-    """Backbone + expression head (+ occlusion head, + occluded-face expression head).
-
-    ``forward`` returns ``{"expr": (B, 6) logits}`` plus ``"occlusion": (B,)`` logits and
-    ``"expr_occluded": (B, 6)`` logits for the heads that exist.
-    """
-
-    def __init__(self, backbone: Backbone, dropout: float = 0.2, occlusion_head: bool = True,
-                 occluded_expression_head: bool = False) -> None:
-        super().__init__()
-        self.backbone = backbone
-        features = backbone.num_features
-        self.expr_head = ExpressionHead(features, NUM_LSD_CLASSES, dropout)
-        self.occlusion_head = nn.Linear(features, 1) if occlusion_head else None
-        self.occluded_expr_head = (
-            ExpressionHead(features, NUM_LSD_CLASSES, dropout) if occluded_expression_head else None
-        )
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(images)
-        out = {"expr": self.expr_head(features)}
-        if self.occlusion_head is not None:
-            out["occlusion"] = self.occlusion_head(features).squeeze(1)
-        if self.occluded_expr_head is not None:
-            out["expr_occluded"] = self.occluded_expr_head(features)
-        return out
-
-
-def occlusion_loss(logits: torch.Tensor, occluded: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy over the faces with a known flag (``occluded`` 0/1; -1 = unknown).
-
-    Divided by the number of known flags; none known gives an exact, graph-connected 0.
-    """
-    known = occluded >= 0
-    target = torch.where(known, occluded, torch.zeros_like(occluded)).to(logits.dtype)
-    per_face = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    weight = known.to(logits.dtype)
-    return (per_face * weight).sum() / weight.sum().clamp(min=1.0)
-
-
-# --- the metric -------------------------------------------------------------------------------
-
-
-class LsdMetric(Metric):
-    """Official LSD macro F1 (and companions) over every row seen since the last reset.
-
-    ``update(expr_logits, target, occlusion_prob=None, occluded=None)``; predictions are the
-    argmax class, as in a submission. ``cat`` states, so DDP gathers every rank's rows before
-    :func:`abaw.metrics.lsd_f1` runs on the whole set. ``compute()`` returns a dict of 0-dim
-    tensors; after it, :attr:`last_rows` holds the gathered ``(y_true, y_pred)`` arrays.
-    """
-
-    full_state_update = False
-    higher_is_better = True
-    is_differentiable = False
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        for name in ("pred", "target", "occ_pred", "occluded"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-        self.last_rows: tuple[np.ndarray, np.ndarray] | None = None
-
-    def update(self, expr_logits: torch.Tensor, target: torch.Tensor,
-               occlusion_prob: torch.Tensor | None = None,
-               occluded: torch.Tensor | None = None) -> None:
-        if expr_logits.ndim != 2 or expr_logits.shape[1] != NUM_LSD_CLASSES:
-            raise ValueError(f"expr_logits must be (B, {NUM_LSD_CLASSES}), got {tuple(expr_logits.shape)}")
-        size = expr_logits.shape[0]
-        self.pred.append(expr_logits.detach().argmax(dim=1).to(torch.int64))
-        self.target.append(target.detach().to(torch.int64))
-        # -1 marks "no occlusion prediction" / "flag unknown" so the states keep one row a face
-        if occlusion_prob is None:
-            self.occ_pred.append(torch.full((size,), -1, dtype=torch.int64, device=target.device))
-        else:
-            self.occ_pred.append((occlusion_prob.detach() > 0.5).to(torch.int64))
-        if occluded is None:
-            self.occluded.append(torch.full((size,), -1, dtype=torch.int64, device=target.device))
-        else:
-            self.occluded.append(occluded.detach().to(torch.int64))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        if isinstance(self.pred, list) and not self.pred:
-            y_true = y_pred = occ_pred = occluded = np.zeros(0, np.int64)
-        else:
-            y_true, y_pred, occ_pred, occluded = (
-                dim_zero_cat(getattr(self, n)).cpu().numpy()
-                for n in ("target", "pred", "occ_pred", "occluded")
-            )
-        labelled = y_true >= 0
-        y_true, y_pred = y_true[labelled], y_pred[labelled]
-        occ_pred, occluded = occ_pred[labelled], occluded[labelled]
-        self.last_rows = (y_true, y_pred)
-        macro, per_class = lsd_f1(y_true, y_pred)
-        result = {"f1": macro, "acc": float((y_true == y_pred).mean()) if y_true.size else 0.0}
-        for name, value in zip(LSD_CLASSES, per_class):
-            result[f"f1_{name}"] = float(value)
-        known = occluded >= 0
-        if known.any():
-            hidden = occluded == 1
-            result["f1_occluded"] = lsd_f1(y_true[hidden], y_pred[hidden])[0]
-            result["f1_clear"] = lsd_f1(y_true[occluded == 0], y_pred[occluded == 0])[0]
-            scored = known & (occ_pred >= 0)
-            if scored.any():
-                result["occlusion_f1"] = float(f1_per_class(occluded[scored], occ_pred[scored], 2)[1])
-                result["occlusion_acc"] = float((occluded[scored] == occ_pred[scored]).mean())
-        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in result.items()}
 
 
 # --- the module -------------------------------------------------------------------------------
@@ -339,86 +215,3 @@ class LsdModule(ChallengeModule):
         return result
 
 
-# --- prediction files -------------------------------------------------------------------------
-
-
-class LsdPredictionWriter(OutputDirCheck, BasePredictionWriter):
-    """Write ``predictions.npz`` and ``submission.txt`` after ``trainer.predict``.
-
-    Rows are gathered from every rank (DDP), put back in dataset order by ``index``, and the
-    class of each image is the argmax of the probabilities after the occlusion decision rule
-    (``rule``: a JSON written by :meth:`abaw.lsd.occlusion.OcclusionRule.save`; none = the
-    main head). With ``predict_split="test"`` the submission follows the test list (list
-    order, repeats kept); with ``"val"`` it covers the validation images, for ``abaw score``.
-
-    The rule's occlusion input is the model's occlusion head or, with ``occlusion_csv``, a
-    hand detector's flags for the predicted images (``abaw lsd hands`` output, ``image,hand``
-    with names relative to the predicted folder); an image the CSV does not name counts as
-    not occluded.
-
-    Args:
-        output_dir: folder for the two files (default: the trainer's log directory).
-        rule: occlusion decision-rule JSON (default: none).
-        occlusion_csv: detector flags replacing the occlusion head's probabilities.
-    """
-
-    def __init__(self, output_dir: str | None = None, rule: str | None = None,
-                 occlusion_csv: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output_dir = output_dir
-        self.rule = rule
-        self.occlusion_csv = occlusion_csv
-        #: paths written by the last prediction run
-        self.written: dict[str, Path] = {}
-
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                           predictions: Any, batch_indices: Any) -> None:
-        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        batches = [b for b in batches if b is not None]
-        if not batches:
-            raise AbawError("prediction produced no rows")
-        local = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
-        if trainer.world_size > 1:  # DistributedSampler gives every rank the same row count
-            local = {k: pl_module.all_gather(v).reshape(-1, *v.shape[1:]) for k, v in local.items()}
-        if not trainer.is_global_zero:
-            return
-        arrays = {k: v.detach().cpu().numpy() for k, v in local.items()}
-        # a padded DistributedSampler repeats some rows: keep the first of each index
-        index, first = np.unique(arrays.pop("index"), return_index=True)
-        arrays = {k: v[first].astype(np.float64) for k, v in arrays.items()}
-        datamodule = trainer.datamodule
-        all_images = datamodule.predict_images
-        if len(index) != len(all_images):
-            raise AbawError(f"predicted {len(index)} of {len(all_images)} images (some could "
-                            "not be read); no submission written")
-        images = [all_images[i] for i in index]
-        if self.occlusion_csv:
-            flags = read_occlusion_csv(self.occlusion_csv)
-            arrays["occlusion_prob"] = np.asarray([float(flags.get(n, 0)) for n in images])
-            log.info("occlusion from %s: %d of %d predicted images flagged", self.occlusion_csv,
-                     int(arrays["occlusion_prob"].sum()), len(images))
-        rule = OcclusionRule.load(self.rule) if self.rule else OcclusionRule()
-        self.written = self.write(Path(self.output_dir or trainer.log_dir or trainer.default_root_dir),
-                                  images, arrays, rule, datamodule.predict_test_list)
-
-    @staticmethod
-    def write(output_dir: Path, images: list[str], arrays: dict[str, np.ndarray],
-              rule: OcclusionRule, test_list: list[str] | None) -> dict[str, Path]:
-        """Write the probabilities (npz) and the submission (classes after ``rule``)."""
-        probs = rule.apply(arrays["expr_prob"], arrays.get("occlusion_prob"),
-                           arrays.get("expr_prob_occluded"))
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, images=np.asarray(images, dtype=str), final_prob=probs,
-                            **arrays)
-        npz = atomic_write_bytes(output_dir / PREDICTIONS_FILE, buffer.getvalue())
-        classes = probs.argmax(axis=1)
-        names = images
-        if test_list is not None:
-            position = {name: i for i, name in enumerate(images)}
-            classes = classes[np.asarray([position[n] for n in test_list], dtype=np.int64)]
-            names = list(test_list)
-        submission = write_lsd_submission(output_dir / SUBMISSION_FILE, names, classes,
-                                          test_list=test_list)
-        log.info("wrote %s (%d rows, occlusion rule %r) and %s", submission, len(names),
-                 rule.rule, npz)
-        return {"predictions": npz, "submission": submission}

@@ -1,4 +1,5 @@
-"""torchmetrics adapter of the official MTL score (:func:`abaw.metrics.mtl_score`).
+"""torchmetrics adapters of the official scores: :class:`MtlMetric` (:func:`abaw.metrics.mtl_score`)
+and :class:`LsdMetric` (:func:`abaw.metrics.lsd_f1`), both with ``cat`` states.
 
 :class:`MtlMetric` only *accumulates* (predictions and targets as ``"cat"`` states, so DDP
 gathers every rank's rows) and then calls the numpy scorer on the whole set — the very
@@ -17,14 +18,15 @@ valence and arousal (``round_va=6`` reproduces it exactly).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from abaw.metrics import MtlScore, mtl_score
-from abaw.vocab import NUM_AUS, NUM_EXPRESSIONS
+from abaw.metrics import MtlScore, f1_per_class, lsd_f1, mtl_score
+from abaw.vocab import LSD_CLASSES, NUM_AUS, NUM_EXPRESSIONS, NUM_LSD_CLASSES
 
 
 class MtlMetric(Metric):
@@ -80,3 +82,68 @@ class MtlMetric(Metric):
         result = self.score()
         return {key: torch.tensor(getattr(result, key), dtype=torch.float64)
                 for key in ("P_MTL", "ccc_valence", "ccc_arousal", "f1_expression", "f1_au")}
+
+
+class LsdMetric(Metric):
+    """Official LSD macro F1 (and companions) over every row seen since the last reset.
+
+    ``update(expr_logits, target, occlusion_prob=None, occluded=None)``; predictions are the
+    argmax class, as in a submission. ``cat`` states, so DDP gathers every rank's rows before
+    :func:`abaw.metrics.lsd_f1` runs on the whole set. ``compute()`` returns a dict of 0-dim
+    tensors; after it, :attr:`last_rows` holds the gathered ``(y_true, y_pred)`` arrays.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name in ("pred", "target", "occ_pred", "occluded"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.last_rows: tuple[np.ndarray, np.ndarray] | None = None
+
+    def update(self, expr_logits: torch.Tensor, target: torch.Tensor,
+               occlusion_prob: torch.Tensor | None = None,
+               occluded: torch.Tensor | None = None) -> None:
+        if expr_logits.ndim != 2 or expr_logits.shape[1] != NUM_LSD_CLASSES:
+            raise ValueError(f"expr_logits must be (B, {NUM_LSD_CLASSES}), got {tuple(expr_logits.shape)}")
+        size = expr_logits.shape[0]
+        self.pred.append(expr_logits.detach().argmax(dim=1).to(torch.int64))
+        self.target.append(target.detach().to(torch.int64))
+        # -1 marks "no occlusion prediction" / "flag unknown" so the states keep one row a face
+        if occlusion_prob is None:
+            self.occ_pred.append(torch.full((size,), -1, dtype=torch.int64, device=target.device))
+        else:
+            self.occ_pred.append((occlusion_prob.detach() > 0.5).to(torch.int64))
+        if occluded is None:
+            self.occluded.append(torch.full((size,), -1, dtype=torch.int64, device=target.device))
+        else:
+            self.occluded.append(occluded.detach().to(torch.int64))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        if isinstance(self.pred, list) and not self.pred:
+            y_true = y_pred = occ_pred = occluded = np.zeros(0, np.int64)
+        else:
+            y_true, y_pred, occ_pred, occluded = (
+                dim_zero_cat(getattr(self, n)).cpu().numpy()
+                for n in ("target", "pred", "occ_pred", "occluded")
+            )
+        labelled = y_true >= 0
+        y_true, y_pred = y_true[labelled], y_pred[labelled]
+        occ_pred, occluded = occ_pred[labelled], occluded[labelled]
+        self.last_rows = (y_true, y_pred)
+        macro, per_class = lsd_f1(y_true, y_pred)
+        result = {"f1": macro, "acc": float((y_true == y_pred).mean()) if y_true.size else 0.0}
+        for name, value in zip(LSD_CLASSES, per_class):
+            result[f"f1_{name}"] = float(value)
+        known = occluded >= 0
+        if known.any():
+            hidden = occluded == 1
+            result["f1_occluded"] = lsd_f1(y_true[hidden], y_pred[hidden])[0]
+            result["f1_clear"] = lsd_f1(y_true[occluded == 0], y_pred[occluded == 0])[0]
+            scored = known & (occ_pred >= 0)
+            if scored.any():
+                result["occlusion_f1"] = float(f1_per_class(occluded[scored], occ_pred[scored], 2)[1])
+                result["occlusion_acc"] = float((occluded[scored] == occ_pred[scored]).mean())
+        return {k: torch.tensor(float(v), dtype=torch.float64) for k, v in result.items()}

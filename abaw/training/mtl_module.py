@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from abaw.data.mtl import MTL_TASKS, MtlLabelStats
+from abaw.data.mtl import MtlLabelStats
 from abaw.errors import ConfigError
 from abaw.models import (
     FixedWeighting,
@@ -48,7 +48,7 @@ from abaw.models import (
 from abaw.models import au_pos_weight as compute_au_pos_weight
 from abaw.training.base import ChallengeModule
 from abaw.training.metric import MtlMetric
-from abaw.vocab import NUM_AUS, NUM_EXPRESSIONS
+from abaw.vocab import MTL_TASKS, NUM_AUS, NUM_EXPRESSIONS
 
 METRIC_KEYS = ("P_MTL", "ccc_valence", "ccc_arousal", "f1_expression", "f1_au")
 

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from abaw import vocab
-from abaw.errors import AbawError
+from abaw.errors import AbawError, ConfigError, FormatError
 from abaw.fileio import is_device
-from abaw.formats.writers import expected_names
+from abaw.formats.readers import expected_names
 
 KINDS: tuple[str, ...] = ("mtl", "lsd", "va", "expr", "au", "ce")
 
@@ -421,3 +421,64 @@ def validate_submission(
 def count_rows(kind: str, path: str | Path) -> int:
     """Number of data rows of an accepted submission (for the OK message)."""
     return parse_submission(kind, path).rows
+
+
+# --- strict readers of submission files (for scoring) ---------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MtlPredictions:
+    """An MTL submission as parsed for scoring (rows in file order)."""
+
+    path: Path
+    images: list[str]
+    valence: np.ndarray  # float64 (N,)
+    arousal: np.ndarray  # float64 (N,)
+    expression: np.ndarray  # int64 (N,)
+    aus: np.ndarray  # int64 (N, 12)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _read_submission_strict(kind: str, path: str | Path) -> tuple[list[str], np.ndarray]:
+    parsed = parse_submission(kind, path)
+    fatal = sorted((p for p in parsed.problems if not p.tolerable),
+                   key=lambda p: p.line if p.line is not None else 0)
+    if fatal:
+        raise FormatError(path, fatal[0].line, fatal[0].message)
+    return parsed.names, parsed.values
+
+
+def read_mtl_submission(path: str | Path) -> MtlPredictions:
+    """Read an MTL submission strictly (every value must be one the server accepts)."""
+    names, values = _read_submission_strict("mtl", path)
+    return MtlPredictions(
+        path=Path(path),
+        images=names,
+        valence=values[:, 0].copy(),
+        arousal=values[:, 1].copy(),
+        expression=values[:, 2].astype(np.int64),
+        aus=values[:, 3:].astype(np.int64),
+    )
+
+
+def read_lsd_labels(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """An ``image,expression`` file (a submission or a truth file): names and int64 labels."""
+    names, values = _read_submission_strict("lsd", path)
+    return names, values[:, 0].astype(np.int64)
+
+
+def read_per_video_submission(path: str | Path, task: str) -> tuple[list[str], np.ndarray]:
+    """A 5th-edition-on per-video submission, read strictly: locations and values.
+
+    Values: VA float64 ``(N, 2)``; EXPR / CE int64 ``(N,)``; AU int64 ``(N, 12)``.
+    """
+    if task not in vocab.PER_VIDEO_SUBMISSION_HEADERS:
+        raise ConfigError(f"unknown task {task!r}; expected one of va, expr, au, ce")
+    names, values = _read_submission_strict(task, path)
+    if task == "va":
+        return names, values
+    if task in ("expr", "ce"):
+        return names, values[:, 0].astype(np.int64)
+    return names, values.astype(np.int64)
