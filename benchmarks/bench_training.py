@@ -333,7 +333,7 @@ def benchmark(config: TrainingBenchConfig = FULL, data_root: str | Path | None =
             _torch_threads(threads) as n_threads:
         scratch = Path(folder)
         root = Path(data_root) if data_root is not None else synthetic_mtl_root(scratch / "data")
-        data = MtlDataModule(data_root=str(root), img_size=cfg.img_size,
+        data = MtlDataModule(data_root=str(root), img_size=cfg.img_size, cache=False,
                              batch_size=cfg.batch_size, num_workers=0, augment=cfg.augment)
         data.setup("fit")
         dataset = data.datasets["train"]

@@ -63,7 +63,8 @@ def test_loader_verdict_and_anchor_rate_by_hand() -> None:
 
 def test_plain_loss_equals_the_module_loss(tiny_root) -> None:
     torch.manual_seed(0)
-    data = MtlDataModule(data_root=str(tiny_root), img_size=32, batch_size=4, num_workers=0)
+    data = MtlDataModule(data_root=str(tiny_root), img_size=32, batch_size=4, num_workers=0,
+                         cache=False)
     data.setup("fit")
     module = MtlModule(backbone="vit_test", img_size=32, label_stats=data.label_stats)
     plain = PlainMtl.from_module(module)

@@ -22,9 +22,17 @@ BASE = CONFIG_DIR / "base.yaml"
 OVERLAYS = [p for p in CONFIGS if p != BASE]
 
 
-def test_the_expected_configs_are_shipped() -> None:
+def test_each_overlay_changes_the_base_and_names_its_own_run_folder() -> None:
     names = {p.stem for p in CONFIGS}
-    assert {"base", "vit_mae", "efficientnet_b0", "hybrid", "au_graph"} <= names
+    assert {"base", "vit_mae", "efficientnet_b0", "hybrid", "au_graph", "gpu"} <= names
+    base = yaml.safe_load(BASE.read_text())
+    for overlay in OVERLAYS:
+        values = yaml.safe_load(overlay.read_text())
+        changed = [(section, key) for section, keys in values.items() if isinstance(keys, dict)
+                   for key, value in keys.items() if base.get(section, {}).get(key) != value]
+        assert changed, f"{overlay.name} repeats the base"
+        folder = values["trainer"]["default_root_dir"]
+        assert folder == f"runs/mtl/{overlay.stem}", overlay.name  # runs never share a folder
 
 
 @pytest.mark.parametrize("overlays", [[], *([o] for o in OVERLAYS)],

@@ -133,7 +133,7 @@ def test_per_video_tables_have_one_label_per_frame_and_faceless_frames():
 
 
 def test_sizes():
-    assert set(SIZES) == {"tiny", "default"}
+    assert set(SIZES) == {"tiny", "small", "default"}
     default = get_size("default")
     train_frames = default.mtl_videos[0] * sum(default.mtl_frames) / 2
     assert 8000 < train_frames < 15000

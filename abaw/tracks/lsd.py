@@ -28,7 +28,7 @@ import numpy as np
 
 from abaw import vocab
 from abaw.errors import AbawError
-from abaw.runner import Challenge, Run, matched, oracle
+from abaw.runner import DEFAULT_RUN, REPORT_FILE, Challenge, Run, matched, oracle
 from abaw.scoring import score_lsd
 
 SR_ASSETS = {"compact": "realesr-compact-x4", "x4plus": "realesrgan-x4plus"}
@@ -82,6 +82,57 @@ def _tag(path: Path) -> str:
     return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
 
 
+def init_checkpoint(run: Run) -> Path | None:
+    """The checkpoint the LSD backbone starts from (``--init``); ``None`` = random.
+
+    ``mtl``: the best checkpoint of the default MTL run (its ``report.json`` names it). On
+    the embedded data a missing run is trained first (``make mtl`` with the same data size
+    and seed); on real data it must exist — the MTL crops are another folder — or be named.
+    """
+    from abaw.tracks.mtl import MTL
+
+    init = run.args.init
+    if init == "none":
+        return None
+    if init != "mtl":
+        path = Path(init).expanduser()
+        if not path.is_file():
+            raise AbawError(f"--init {init}: no such checkpoint file")
+        return path
+    name = DEFAULT_RUN + ("" if run.synth is None or run.args.synth_size == "default"
+                          else f"-{run.args.synth_size}")
+    report_path = Path("submissions") / MTL.name / name / REPORT_FILE
+    checkpoint = _reported_checkpoint(report_path)
+    if checkpoint is None:
+        if run.synth is None:
+            raise AbawError(f"--init mtl: no trained MTL run ({report_path} names no checkpoint)"
+                            ": run `make mtl DATA=<the MTL folder>` first, or pass --init "
+                            "CHECKPOINT (a face model the challenge rules allow) or --init none")
+        from abaw.runner import parse_args
+        from abaw.runner import run as run_challenge
+
+        with run.steps.step("train the default MTL model (the LSD backbone's initialisation)"):
+            mtl_base = run.configs[0].parent.parent / MTL.name / run.configs[0].name
+            argv = ["--config", str(mtl_base), "--synth-size", run.args.synth_size,
+                    "--seed", str(run.args.seed)]
+            run_challenge(MTL, parse_args(MTL, argv))
+        checkpoint = _reported_checkpoint(report_path)
+        if checkpoint is None:
+            raise AbawError(f"--init mtl: the MTL run wrote no checkpoint ({report_path})")
+    print(f"LSD backbone initialised from {checkpoint}")
+    return checkpoint
+
+
+def _reported_checkpoint(report_path: Path) -> Path | None:
+    import json
+
+    try:
+        checkpoint = json.loads(report_path.read_text(encoding="utf-8")).get("checkpoint")
+    except (OSError, ValueError):
+        return None
+    return Path(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
+
+
 class Lsd(Challenge):
     name = "lsd"
     description = __doc__.split("\n\n")[0]
@@ -107,9 +158,15 @@ class Lsd(Challenge):
         p.add_argument("--train-limit", type=int, default=0,
                        help="train on a class-stratified subset of this many images (0 = all)")
         p.add_argument("--sr-workers", type=int, default=1, help="super-resolution processes")
+        p.add_argument("--init", default="mtl", metavar="mtl|none|CHECKPOINT",
+                       help="backbone initialisation: mtl = the best checkpoint of the default "
+                            "MTL run (`make mtl`; trained first on the embedded data when "
+                            "missing), none = random (the synthetic-only setting), or a "
+                            "checkpoint file (Lightning, timm or MAE)")
 
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
-        return (f"{stem}-sr{args.sr}-hands{args.hands}"
+        init = {"mtl": "", "none": "-scratch"}.get(args.init, "-init")
+        return (f"{stem}-sr{args.sr}-hands{args.hands}{init}"
                 + (f"-n{args.train_limit}" if args.train_limit else ""))
 
     def check(self, run: Run) -> None:
@@ -124,8 +181,10 @@ class Lsd(Challenge):
             tree = subset_tree(tree, args.train_limit, args.seed, run.extras["work"]
                                / f"subset-{args.train_limit}-s{args.seed}" / vocab.LSD_TRAIN_DIR)
         run.extras["train_tree"] = tree
+        run.extras["init"] = init_checkpoint(run)
         run.report.update({"sr": args.sr, "hands": args.hands, "detector": {},
-                           "occlusion_source": args.occlusion_source})
+                           "occlusion_source": args.occlusion_source,
+                           "init": str(run.extras["init"]) if run.extras["init"] else None})
 
     def cli_arguments(self, run: Run) -> list[str]:
         tree = str(run.extras["train_tree"])
@@ -134,6 +193,8 @@ class Lsd(Challenge):
         latent_val = run.data_root / "_latent" / "validation.csv"
         if run.synthetic and latent_val.is_file():  # the generator's hands: val/occlusion_*
             out += ["--data.val_occlusion_csv", str(latent_val)]
+        if run.extras.get("init"):
+            out += ["--model.checkpoint", str(run.extras["init"])]
         if run.args.hands == "off":
             out += ["--data.hand_paste", "0", "--model.occlusion_head", "false"]
         elif run.args.rule == "separate_head":
