@@ -15,9 +15,11 @@ Conventions:
   is never decoded twice. Entries are ``<key>.npy`` (pixels) and ``<key>.ok.npy`` (one bool
   per image: ``False`` = missing or undecodable, see :func:`abaw.data.images.load_rgb`);
 - the folder is the ``cache_dir`` argument, else ``$ABAW_DECODED_CACHE``, else
-  ``~/.cache/abaw/decoded``. Both files are written to a temporary name and renamed (the
-  ``ok`` file last, so it marks a complete entry); two processes building the same entry
-  each write their own temporary and the later rename wins with identical bytes;
+  ``~/.cache/abaw/decoded``. Both files are written to a temporary name of
+  :mod:`abaw.fileio`'s naming (a killed build's leftovers are removed by the next one) and
+  renamed (the ``ok`` file last, so it marks a complete entry), with the umask respected; two
+  processes building the same entry each write their own temporary and the later rename
+  wins with identical bytes;
 - images are resized with ``cv2.INTER_AREA`` (the right filter for shrinking) straight to
   ``S x S``; an image already ``S x S`` is stored as decoded.
 """
@@ -27,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import numpy as np
 
 from abaw.data.images import load_rgb
 from abaw.errors import AbawError
+from abaw.fileio import clean_stale_temporaries, current_umask, temporary_path
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +109,6 @@ class DecodedImages:
         return np.flatnonzero(~self.ok)
 
 
-def _temporary(folder: Path, name: str) -> Path:
-    handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.close(handle)
-    return Path(path)
-
-
 def decode_split(root: str | Path, images: Sequence[str], size: int,
                  cache_dir: str | os.PathLike[str] | None = None,
                  label: str = "images") -> DecodedImages:
@@ -135,8 +131,9 @@ def decode_split(root: str | Path, images: Sequence[str], size: int,
         raise AbawError(f"cannot create the decoded-image cache folder {folder}: "
                         f"{error.strerror or error}") from error
     start = time.perf_counter()
-    data_tmp = _temporary(folder, key)
-    ok_tmp = _temporary(folder, f"{key}.ok")
+    for path in (data_path, ok_path):  # what a killed build of this entry left behind
+        clean_stale_temporaries(path)
+    data_tmp, ok_tmp = temporary_path(data_path), temporary_path(ok_path)
     try:
         pixels = np.lib.format.open_memmap(data_tmp, mode="w+", dtype=np.uint8,
                                            shape=(len(images), size, size, 3))
@@ -150,8 +147,9 @@ def decode_split(root: str | Path, images: Sequence[str], size: int,
         del pixels
         with open(ok_tmp, "wb") as handle:
             np.save(handle, ok)
-        os.chmod(data_tmp, 0o644 & ~_umask())
-        os.chmod(ok_tmp, 0o644 & ~_umask())
+        mode = 0o666 & ~current_umask()  # as every file the toolkit writes
+        os.chmod(data_tmp, mode)
+        os.chmod(ok_tmp, mode)
         os.replace(data_tmp, data_path)
         os.replace(ok_tmp, ok_path)
     except BaseException:
@@ -162,9 +160,3 @@ def decode_split(root: str | Path, images: Sequence[str], size: int,
     log.info("%s: decoded %d images at %d px in %.1f s (%.0f img/s) into %s", label,
              len(images), size, seconds, len(images) / max(seconds, 1e-9), data_path)
     return DecodedImages(data_path, ok, size)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
