@@ -22,17 +22,9 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from benchmarks import Measurement, time_once, time_side_by_side
+from benchmarks.bench_training import synthetic_mtl_root
 
 STRENGTH = "medium"
-
-
-def _root(scratch: Path, quick: bool) -> Path:
-    from abaw.synth import generate
-    from abaw.synth.layouts import MTL_DIR
-
-    generate(scratch, size="tiny" if quick else "small", seed=0, progress=False,
-             layouts=(MTL_DIR,))
-    return scratch / MTL_DIR
 
 
 def run(quick: bool = False) -> list[Measurement]:
@@ -47,7 +39,7 @@ def run(quick: bool = False) -> list[Measurement]:
     size, batch, batches = 112, 64, (4 if quick else 24)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        root = _root(scratch, quick)
+        root = synthetic_mtl_root(scratch, "tiny" if quick else "small")
         labels = MtlLabels.from_annotations(read_mtl_annotations(root / MTL_TRAIN_FILE),
                                             ("va", "expr", "au"))
         images = [str(p) for p in labels.images]

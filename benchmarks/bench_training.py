@@ -100,12 +100,12 @@ QUICK = replace(FULL, warmup_steps=2, rounds=3, steps_per_round=2, loader_batche
 # --- data -------------------------------------------------------------------------------------
 
 
-def synthetic_mtl_root(scratch: Path) -> Path:
-    """The tiny embedded MTL data, generated into ``scratch`` (under a second)."""
+def synthetic_mtl_root(scratch: Path, size: str = "tiny") -> Path:
+    """The embedded MTL data of ``size`` (tiny: under a second), generated into ``scratch``."""
     from abaw.synth import generate
     from abaw.synth.layouts import MTL_DIR
 
-    generate(scratch, size="tiny", seed=0, progress=False, layouts=(MTL_DIR,))
+    generate(scratch, size=size, seed=0, progress=False, layouts=(MTL_DIR,))
     return scratch / MTL_DIR
 
 
