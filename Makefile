@@ -20,7 +20,7 @@ CONFIG ?=                      # config file (default: configs/<challenge>/defau
 ARGS   ?=                      # extra arguments passed to the challenge recipe
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines lsd lsd-ablation bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines lsd lsd-ablation va expr au bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -56,6 +56,18 @@ mtl-baselines: $(STAMP)  ## MTL quality table: baselines, single-task, backbones
 
 lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
 	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
+
+# the per-video tracks share one recipe (challenges/per_video.py): the target names the task
+PER_VIDEO = $(PY) -m challenges.per_video $@ $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
+
+va: $(STAMP)  ## per-video valence-arousal challenge (5th ABAW on) end to end (DATA=... for Aff-Wild2)
+	$(PER_VIDEO)
+
+expr: $(STAMP)  ## per-video expression challenge (5th ABAW on; EXPR_Classification or _Recognition folder)
+	$(PER_VIDEO)
+
+au: $(STAMP)  ## per-video action-unit challenge (5th ABAW on) end to end
+	$(PER_VIDEO)
 
 lsd-ablation: $(STAMP)  ## LSD ablation: no SR / compact SR / x4plus SR x hand module off / on
 	$(PY) -m challenges.lsd_ablation $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)

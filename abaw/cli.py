@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 #: challenges with a LightningCLI: ``abaw <challenge> fit|validate|test|predict``
-CHALLENGES = ("mtl", "lsd")
+CHALLENGES = ("mtl", "lsd", "va", "expr", "au")
 
 
 def _usage() -> str:
@@ -45,7 +45,7 @@ def _usage() -> str:
     for name, (_, text) in COMMANDS.items():
         lines.append(f"  {name:<10} {text}")
     lines.append(f"  {'mtl fit':<10} train a model from a YAML config (LightningCLI: "
-                 "abaw mtl|lsd fit|validate|test|predict)")
+                 "abaw mtl|lsd|va|expr|au fit|validate|test|predict)")
     lines.append("")
     lines.append("`abaw <command> --help` shows a command's options.")
     return "\n".join(lines)

@@ -68,12 +68,15 @@ def synth_dir(size: str, seed: int = 0) -> Path:
     return out if seed == 0 else out.with_name(f"{out.name}-seed{seed}")
 
 
-def ensure_synthetic_data(size: str, seed: int) -> Path:
-    """Generate the embedded data (or reuse a complete earlier output); returns its folder."""
+def ensure_synthetic_data(size: str, seed: int, layouts: tuple[str, ...] | None = None,
+                          edition: int = 6, out: Path | None = None) -> Path:
+    """Generate the embedded data (or reuse a complete earlier output); returns its folder.
+    ``layouts``: only these (default all); ``edition``: the per-video layout's names;
+    ``out``: another folder than :func:`synth_dir`'s."""
     from abaw.synth import generate
 
-    out = synth_dir(size, seed)
-    manifest = generate(out, size=size, seed=seed)
+    out = synth_dir(size, seed) if out is None else out
+    manifest = generate(out, size=size, seed=seed, layouts=layouts, edition=edition)
     how = "reused" if manifest.get("reused") else f"generated in {manifest['seconds']['total']} s"
     log.info("embedded synthetic data (%s, seed %d) %s: %s", size, seed, how, out)
     return out
@@ -194,6 +197,8 @@ class Challenge:
     test_truth: str = ""
     #: the embedded data's sub-folder for this track
     synth_subdir: str = ""
+    #: the folder under ``configs/`` holding the track's ``base.yaml`` (default: the name)
+    config_dir: str = ""
     #: the summary table's header
     table_header: tuple[str, ...] = ()
     #: *required*: the official score of a submission file against a truth file
@@ -206,6 +211,27 @@ class Challenge:
 
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         return stem
+
+    def synthetic_data(self, args: argparse.Namespace) -> Path:
+        """Generate (or reuse) the embedded data; its folder."""
+        return ensure_synthetic_data(args.synth_size, args.seed)
+
+    def test_list_path(self, run: Run) -> Path:
+        """The official test list (or sample file) the submission must follow."""
+        return run.data_root / self.test_list
+
+    def test_truth_path(self, run: Run) -> Path:
+        """The hidden test truth of the embedded data (scored with :attr:`score_file`)."""
+        return run.data_root / self.test_truth
+
+    def predict_validation(self, run: Run, cli: Any, checkpoint: Path) -> Any:
+        """The validation predictions :meth:`score_validation` scores (default: the trained
+        model's, written under the run folder)."""
+        return predict(cli, checkpoint, "val", run.run_dir / "validation")
+
+    def predict_test(self, run: Run, cli: Any, checkpoint: Path, post: Path | None) -> Any:
+        """The test predictions, the submission written into ``run.sub_dir``."""
+        return predict(cli, checkpoint, "test", run.sub_dir, post, **self.writer_settings(run))
 
     # -- the pipeline ----------------------------------------------------------------------------
     def check(self, run: Run) -> None:
@@ -252,8 +278,8 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--test-images", help="folder of the test images (default: under --data)")
     p.add_argument("--config", action="append", default=None,
                    help=f"training config (YAML): an overlay stacked on the {BASE_CONFIG} in its "
-                        f"folder; repeat to stack more (default: {CONFIG_DIR}/{challenge.name}/"
-                        f"{BASE_CONFIG} alone)")
+                        f"folder; repeat to stack more (default: {CONFIG_DIR}/"
+                        f"{challenge.config_dir or challenge.name}/{BASE_CONFIG} alone)")
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
@@ -279,7 +305,8 @@ def config_files(challenge: Challenge, given: Sequence[str] | None) -> list[Path
     No config given: ``configs/<challenge>/base.yaml``. Otherwise the base is the
     ``base.yaml`` beside the first overlay, put first unless the first file is a base itself.
     """
-    files = [Path(c) for c in (given or [])] or [CONFIG_DIR / challenge.name / BASE_CONFIG]
+    files = [Path(c) for c in (given or [])] or [
+        CONFIG_DIR / (challenge.config_dir or challenge.name) / BASE_CONFIG]
     if files[0].name != BASE_CONFIG:
         files.insert(0, files[0].with_name(BASE_CONFIG))
     for path in files:
@@ -295,7 +322,7 @@ def prepare(challenge: Challenge, args: argparse.Namespace) -> Run:
     synth = None
     if args.data is None:
         with steps.step("embedded data"):
-            synth = ensure_synthetic_data(args.synth_size, args.seed)
+            synth = challenge.synthetic_data(args)
         data_root = synth / challenge.synth_subdir
     else:
         data_root = Path(args.data).expanduser()
@@ -383,7 +410,7 @@ def validate(run: Run, submission: Path) -> None:
     from abaw.formats.submissions import validate_submission
 
     problems = validate_submission(run.challenge.name, submission,
-                                   test_list=run.data_root / run.challenge.test_list)
+                                   test_list=run.challenge.test_list_path(run))
     for problem in problems[:20]:
         print(f"{submission}:{problem.line}: {problem.message}")
     if problems:
@@ -396,7 +423,7 @@ def finish(run: Run, submission: Path) -> dict:
     challenge = run.challenge
     if run.synthetic:
         with run.steps.step("true test score and oracle ceiling (embedded data only)"):
-            test = challenge.score_file(submission, run.data_root / challenge.test_truth).values
+            test = challenge.score_file(submission, challenge.test_truth_path(run)).values
             run.report["test"] = test
             run.report.update(challenge.oracle_report(run, test))
             run.rows += challenge.test_rows(run, test)
@@ -421,14 +448,13 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     checkpoint = fit(run_, cli)
     run_.report["checkpoint"] = str(checkpoint)
     with run_.steps.step("score validation (official metric)"):
-        validation = predict(cli, checkpoint, "val", run_.run_dir / "validation")
+        validation = challenge.predict_validation(run_, cli, checkpoint)
         run_.report.update(challenge.score_validation(run_, validation))
     with run_.steps.step("fit the post-processing on validation"):
         post, entries = challenge.fit_postprocess(run_, checkpoint)
         run_.report.update(entries)
     with run_.steps.step("predict the test list and write the submission"):
-        test = predict(cli, checkpoint, "test", run_.sub_dir, post,
-                       **challenge.writer_settings(run_))
+        test = challenge.predict_test(run_, cli, checkpoint, post)
         submission = test.written["submission"]
     with run_.steps.step("validate the submission"):
         validate(run_, submission)

@@ -85,6 +85,29 @@ PER_VIDEO_FOLDERS: dict[str, tuple[str, ...]] = {
 }
 PER_VIDEO_SPLITS: tuple[str, ...] = ("Train_Set", "Validation_Set")
 PER_VIDEO_TEST_NAMES_DIR = "names_of_videos_in_each_test_set"
+#: Folder of the per-task test sample files as the organisers shipped them (5th, 6th).
+PER_VIDEO_SAMPLES_DIR = "test_set_examples"
+#: The per-video editions whose names :mod:`abaw.synth` can write (``--edition``).
+PER_VIDEO_EDITIONS: tuple[int, ...] = (5, 6)
+#: Per edition and task: (annotation folder, test video-name list, sample file). The 5th
+#: edition's EXPR folder is ``EXPR_Classification_Challenge``, the 6th's
+#: ``EXPR_Recognition_Challenge``; the sample files are ``CVPR_<n>th_ABAW_<T>_test_set_
+#: example.txt`` (6th: ``Expr``), also met renamed ``..._sample.txt`` (readers accept both).
+PER_VIDEO_EDITION_FILES: dict[int, dict[str, tuple[str, str, str]]] = {
+    5: {"va": ("VA_Estimation_Challenge", "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
+               "CVPR_5th_ABAW_VA_test_set_example.txt"),
+        "expr": ("EXPR_Classification_Challenge",
+                 "Expression_Classification_Challenge_test_set_release.txt",
+                 "CVPR_5th_ABAW_EXPR_test_set_example.txt"),
+        "au": ("AU_Detection_Challenge", "Action_Unit_Detection_Challenge_test_set_release.txt",
+               "CVPR_5th_ABAW_AU_test_set_example.txt")},
+    6: {"va": ("VA_Estimation_Challenge", "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
+               "CVPR_6th_ABAW_VA_test_set_example.txt"),
+        "expr": ("EXPR_Recognition_Challenge", "Expression_Recognition_Challenge_test_set_release.txt",
+                 "CVPR_6th_ABAW_Expr_test_set_example.txt"),
+        "au": ("AU_Detection_Challenge", "Action_Unit_Detection_Challenge_test_set_release.txt",
+               "CVPR_6th_ABAW_AU_test_set_example.txt")},
+}
 #: Line 1 of a per-video annotation file.
 PER_VIDEO_HEADERS: dict[str, str] = {
     "va": "valence,arousal",

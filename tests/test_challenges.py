@@ -28,12 +28,7 @@ FAST = ["--trainer.max_epochs", "1", "--data.batch_size", "8", "--data.num_worke
         "--data.img_size", "64"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_mtl_recipe_single_task_writes_a_valid_submission(tmp_path, monkeypatch):

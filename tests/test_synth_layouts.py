@@ -103,10 +103,12 @@ def test_per_video_layout_reads_back(tiny):
                 missing = sum(not f.exists() for f in frames)
                 seen_faceless += missing
                 assert missing < len(frames)  # most frames have a crop
+        names_file, sample_file = vocab.PER_VIDEO_EDITION_FILES[6][task][1:]
         names = readers.read_test_video_names(
-            root / vocab.PER_VIDEO_TEST_NAMES_DIR / f"{folder.name}_test_set_release.txt")
-        sample = readers.read_sample_file(
-            root / PER_VIDEO_SAMPLES_DIR / f"{folder.name}_test_set_sample.txt", task)
+            root / vocab.PER_VIDEO_TEST_NAMES_DIR / names_file)
+        assert readers.find_test_video_names(root, task) == root / vocab.PER_VIDEO_TEST_NAMES_DIR / names_file
+        sample = readers.read_sample_file(root / PER_VIDEO_SAMPLES_DIR / sample_file, task)
+        assert readers.find_sample_file(root, task) == root / PER_VIDEO_SAMPLES_DIR / sample_file
         truth_frames = sum(len(readers.read_per_video_annotation(
             folder / PER_VIDEO_TEST_SPLIT / f"{n}.txt", task)) for n in names)
         assert len(sample) == truth_frames  # every frame, faceless ones included

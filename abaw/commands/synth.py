@@ -1,6 +1,7 @@
 """``abaw synth OUT``: generate the embedded synthetic data in the official layouts.
 
-Options: ``--size tiny|small|default``, ``--seed N``, ``--workers K`` (default: all CPUs),
+Options: ``--size tiny|small|default``, ``--seed N``, ``--edition 5|6`` (the per-video
+layout's folder and sample-file names), ``--workers K`` (default: all CPUs),
 ``--preview`` (also write ``OUT/preview.png``), ``--oracle`` (score the noiseless latent
 labels against the noisy official labels: the ceiling; saved as ``OUT/oracle.json``),
 ``--quiet`` (no progress bar). An existing complete output with the same parameters is
@@ -19,6 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=tuple(SIZES), default="default",
                         help="how much data: tiny (tests, seconds) or default (~25k images)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument("--edition", type=int, choices=(5, 6), default=6,
+                        help="ABAW edition whose names the per-video layout uses: 5 "
+                             "(EXPR_Classification_Challenge, CVPR_5th_ABAW_* sample files) or "
+                             "6 (EXPR_Recognition_Challenge, CVPR_6th_ABAW_*; the default)")
     parser.add_argument("--workers", type=int, default=None,
                         help="render processes (default: CPU count; output does not depend on it)")
     parser.add_argument("--preview", action="store_true",
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     out = Path(args.out)
     manifest = generate(out, size=args.size, seed=args.seed, workers=args.workers,
-                        progress=not args.quiet)
+                        progress=not args.quiet, edition=args.edition)
     if manifest["reused"]:
         print(f"{out}: complete synthetic data (size {args.size}, seed {args.seed}) "
               f"already there: reused ({manifest['images']} images)")

@@ -444,8 +444,13 @@ class MtlDataModule(SplitDataModule):
         return MtlLabelStats(labels.expression, labels.aus, int(labels.va_mask.sum()))
 
     # -- setup ----------------------------------------------------------------------------------
+    def read_annotations(self, path: Path, split: str) -> MtlAnnotations:
+        """The annotated rows of ``split`` read from ``path`` (a subclass may read another
+        layout: :class:`abaw.data.per_video.PerVideoDataModule`)."""
+        return read_mtl_annotations(path)
+
     def _annotated(self, path: Path, split: str, transform: Any) -> MtlDataset:
-        labels = MtlLabels.from_annotations(read_mtl_annotations(path), self.tasks)
+        labels = MtlLabels.from_annotations(self.read_annotations(path, split), self.tasks)
         dropped = int((~labels.labelled).sum())
         if dropped:
             log.info("%s: %d rows carry no label for tasks %s; dropped", split, dropped,

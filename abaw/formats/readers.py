@@ -605,6 +605,46 @@ def read_sample_file(path: str | Path, task: str) -> list[str]:
     return locations
 
 
+def _edition_candidates(root: Path, task: str, position: int, folders: tuple[str, ...],
+                        variants: Sequence[str] = ("",)) -> list[Path]:
+    names = []
+    for edition in sorted(vocab.PER_VIDEO_EDITION_FILES, reverse=True):
+        name = vocab.PER_VIDEO_EDITION_FILES[edition][task][position]
+        for variant in variants:
+            names.append(name.replace("_example.txt", variant) if variant else name)
+    return [root / folder / name for folder in folders for name in dict.fromkeys(names)]
+
+
+def find_sample_file(root: str | Path, task: str) -> Path:
+    """The test sample file of ``task`` (5th edition on) under ``root``, whichever edition
+    named it: ``test_set_examples/CVPR_<n>th_ABAW_<T>_test_set_example.txt`` (or the same
+    name ending ``_sample.txt``), in ``test_set_examples/`` or ``root`` itself."""
+    if task not in vocab.PER_VIDEO_TASKS:
+        raise ConfigError(f"unknown per-video task {task!r}; expected one of va, expr, au")
+    root = Path(root)
+    candidates = _edition_candidates(root, task, 2, (vocab.PER_VIDEO_SAMPLES_DIR, ""),
+                                     ("", "_sample.txt"))
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FormatError(root, None, f"no {task.upper()} test sample file (looked for "
+                                  f"{' or '.join(sorted({p.name for p in candidates}))})")
+
+
+def find_test_video_names(root: str | Path, task: str) -> Path:
+    """The ``names_of_videos_in_each_test_set/<...>_test_set_release.txt`` of ``task``
+    under ``root`` (5th or 6th edition name)."""
+    if task not in vocab.PER_VIDEO_TASKS:
+        raise ConfigError(f"unknown per-video task {task!r}; expected one of va, expr, au")
+    root = Path(root)
+    candidates = _edition_candidates(root, task, 1, (vocab.PER_VIDEO_TEST_NAMES_DIR, ""))
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FormatError(root, None, f"no {task.upper()} list of test videos (looked for "
+                                  f"{' or '.join(sorted({p.name for p in candidates}))})")
+
+
 def read_expected_names(path: str | Path, kind: str) -> list[str]:
     """The names a ``kind`` submission must follow, from the official file at ``path``.
 

@@ -36,18 +36,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from abaw import vocab
 from abaw.errors import AbawError, ConfigError
 from abaw.fileio import atomic_write_text, ensure_folder
 from abaw.synth.layouts import (
+    DEFAULT_EDITION,
     LATENT_COLUMNS,
+    PER_VIDEO_DIR,
     PLANNERS,
     FileSpec,
     ImageJob,
     LayoutPlan,
+    plan_per_video,
 )
 from abaw.synth.noise import RaterNoise
 from abaw.synth.render import render_face
-from abaw.synth.sizes import get_size
+from abaw.synth.sizes import SynthSize, get_size
 
 MANIFEST = "synth_manifest.json"
 LOCK_FILE = ".synth.lock"
@@ -78,11 +82,13 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
-def params_hash(size: str, seed: int, noise: RaterNoise = RaterNoise()) -> str:
+def params_hash(size: str, seed: int, noise: RaterNoise = RaterNoise(),
+                edition: int = DEFAULT_EDITION) -> str:
     """Hash of everything that determines the output bytes."""
     params = {"version": GENERATOR_VERSION, "size": size, "size_spec": asdict(get_size(size)),
               "seed": seed, "noise": asdict(noise), "jpeg_quality": JPEG_QUALITY,
-              "source": _source_digest()}
+              "source": _source_digest(), "edition": edition,
+              "edition_files": vocab.PER_VIDEO_EDITION_FILES.get(edition)}
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
@@ -236,7 +242,8 @@ def _owned_files(manifest: dict | None) -> set[str]:
     try:  # a manifest of an earlier version (no file list): its plan says what it wrote
         spec = get_size(str(manifest["size"]))
         seed = int(manifest["seed"])
-        return _plan_paths(PLANNERS[name](spec, seed) for name in manifest["layouts"])
+        edition = int(manifest.get("edition", DEFAULT_EDITION))
+        return _plan_paths(plan_layout(name, spec, seed, edition) for name in manifest["layouts"])
     except (KeyError, TypeError, ValueError, AbawError):
         return set()
 
@@ -341,10 +348,23 @@ def _check_output(out: str | Path, seed: int) -> Path:
     return out
 
 
+def plan_layout(name: str, spec: SynthSize, seed: int, edition: int = DEFAULT_EDITION
+                ) -> LayoutPlan:
+    """The plan of layout ``name`` (the per-video one with ``edition``'s names)."""
+    if name == PER_VIDEO_DIR:
+        return plan_per_video(spec, seed, edition=edition)
+    return PLANNERS[name](spec, seed)
+
+
 def generate(out: str | Path, size: str = "default", seed: int = 0, workers: int | None = None,
-             progress: bool = True, layouts: tuple[str, ...] | None = None) -> dict:
+             progress: bool = True, layouts: tuple[str, ...] | None = None,
+             edition: int = DEFAULT_EDITION) -> dict:
     """Generate (or reuse) the synthetic data under ``out``; returns the manifest dict
-    (counts, timings, images/s, ``reused``)."""
+    (counts, timings, images/s, ``reused``). ``edition`` (5 or 6) chooses the per-video
+    layout's folder and file names (:data:`abaw.vocab.PER_VIDEO_EDITION_FILES`)."""
+    if edition not in vocab.PER_VIDEO_EDITION_FILES:
+        raise ConfigError(f"unknown per-video edition {edition!r}; expected one of "
+                          f"{', '.join(map(str, vocab.PER_VIDEO_EDITIONS))}")
     out = _check_output(out, seed)
     names = list(layouts or PLANNERS)
     for name in names:
@@ -353,14 +373,14 @@ def generate(out: str | Path, size: str = "default", seed: int = 0, workers: int
     spec = get_size(size)
     try:
         with synth_lock(out):
-            return _generate_locked(out, size, spec, seed, workers, progress, names)
+            return _generate_locked(out, size, spec, seed, workers, progress, names, edition)
     except OSError as err:
         raise AbawError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
 
 
 def _generate_locked(out: Path, size: str, spec, seed: int, workers: int | None,
-                     progress: bool, names: list[str]) -> dict:
-    digest = params_hash(size, seed)
+                     progress: bool, names: list[str], edition: int = DEFAULT_EDITION) -> dict:
+    digest = params_hash(size, seed, edition=edition)
     manifest = read_manifest(out)
     if (manifest is not None and manifest.get("params_hash") == digest
             and set(names) <= set(manifest.get("layouts", []))
@@ -371,7 +391,8 @@ def _generate_locked(out: Path, size: str, spec, seed: int, workers: int | None,
                     if manifest.get("params_hash") == digest and name not in names]
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     start = time.perf_counter()
-    plans: dict[str, LayoutPlan] = {name: PLANNERS[name](spec, seed) for name in names}
+    plans: dict[str, LayoutPlan] = {name: plan_layout(name, spec, seed, edition)
+                                    for name in names}
     planned = time.perf_counter()
     new_paths = _plan_paths(list(plans.values()))
     keep = _prepare(out, names, _read_json(out / MANIFEST), new_paths)
@@ -387,6 +408,7 @@ def _generate_locked(out: Path, size: str, spec, seed: int, workers: int | None,
     render_s = rendered - planned
     manifest = {
         "generator": "abaw.synth", "version": GENERATOR_VERSION, "size": size, "seed": seed,
+        "edition": edition,
         "layouts": [name for name in PLANNERS if name in names or name in kept_layouts],
         "params_hash": digest, "images": len(jobs), "counts": counts,
         "hand_images": sum(1 for box in boxes.values() if box is not None),
@@ -412,6 +434,7 @@ def generate_lsd(out: str | Path, size: str = "default", seed: int = 0,
 
 
 def generate_per_video(out: str | Path, size: str = "default", seed: int = 0,
-                       workers: int | None = None, progress: bool = True) -> dict:
+                       workers: int | None = None, progress: bool = True,
+                       edition: int = DEFAULT_EDITION) -> dict:
     """Only the per-video layout (``OUT/per_video``)."""
-    return generate(out, size, seed, workers, progress, layouts=("per_video",))
+    return generate(out, size, seed, workers, progress, layouts=("per_video",), edition=edition)

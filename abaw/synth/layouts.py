@@ -19,11 +19,14 @@ Paths under OUT (synthetic-only additions marked *):
     ``LSD_Challenge_test_set_release.txt``, ``test_set_labels.txt`` (*truth,
     ``image,expression``), ``_latent/{train,validation,test}.csv`` (*).
 ``per_video/``
-    ``{VA_Estimation,EXPR_Recognition,AU_Detection}_Challenge/{Train_Set,Validation_Set}/<video>.txt``,
+    ``{VA_Estimation,EXPR_Recognition,AU_Detection}_Challenge/{Train_Set,Validation_Set}/<video>.txt``
+    (``--edition 5``: ``EXPR_Classification_Challenge``),
     ``.../Test_Set/<video>.txt`` (*truth), ``cropped_aligned/<video>/<%05d>.jpg`` (frames
     without a face have an annotation line but no image),
-    ``names_of_videos_in_each_test_set/<TaskFolder>_test_set_release.txt``,
-    ``test_set_samples/<TaskFolder>_test_set_sample.txt`` (every test frame),
+    ``names_of_videos_in_each_test_set/{Valence_Arousal_Estimation,Expression_Recognition,
+    Action_Unit_Detection}_Challenge_test_set_release.txt`` (5th: ``Expression_Classification``),
+    ``test_set_examples/CVPR_6th_ABAW_{VA,Expr,AU}_test_set_example.txt`` (5th:
+    ``CVPR_5th_ABAW_{VA,EXPR,AU}_...``; every test frame),
     ``_latent/{train,validation,test}.csv`` (*).
 
 Seeds: every random draw comes from ``numpy.random.default_rng([seed, layout, split, item,
@@ -51,7 +54,9 @@ MTL_DIR, LSD_DIR, PER_VIDEO_DIR = "mtl", "lsd", "per_video"
 MTL_TEST_IMAGE_DIR = "test/" + vocab.MTL_IMAGE_DIR
 MTL_TEST_TRUTH, LSD_TEST_DIR, LSD_TEST_TRUTH = vocab.MTL_TEST_TRUTH, vocab.LSD_TEST_DIR, vocab.LSD_TEST_TRUTH
 PER_VIDEO_TEST_SPLIT = "Test_Set"
-PER_VIDEO_SAMPLES_DIR = "test_set_samples"
+PER_VIDEO_SAMPLES_DIR = vocab.PER_VIDEO_SAMPLES_DIR
+#: the edition whose folder and file names the per-video layout uses by default
+DEFAULT_EDITION = 6
 LATENT_DIR = "_latent"
 SPLITS = ("train", "validation", "test")
 
@@ -367,11 +372,17 @@ _TASK_PATTERNS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def plan_per_video(size: SynthSize, seed: int, noise: RaterNoise = RaterNoise()) -> LayoutPlan:
-    """The per-video Aff-Wild2 layout (5th edition on)."""
+def plan_per_video(size: SynthSize, seed: int, noise: RaterNoise = RaterNoise(),
+                   edition: int = DEFAULT_EDITION) -> LayoutPlan:
+    """The per-video Aff-Wild2 layout (5th edition on), with the folder and file names of
+    ``edition`` (:data:`abaw.vocab.PER_VIDEO_EDITION_FILES`); only the names differ."""
+    if edition not in vocab.PER_VIDEO_EDITION_FILES:
+        raise ValueError(f"unknown per-video edition {edition!r}; expected one of "
+                         f"{', '.join(map(str, vocab.PER_VIDEO_EDITIONS))}")
+    names_of = vocab.PER_VIDEO_EDITION_FILES[edition]
     plan = LayoutPlan()
     video_index = 0
-    folders = {t: vocab.PER_VIDEO_FOLDERS[t][0] for t in vocab.PER_VIDEO_TASKS}
+    folders = {t: names_of[t][0] for t in vocab.PER_VIDEO_TASKS}
     for split, n_videos in zip(SPLITS, size.per_video_videos):
         split_dir = {"train": vocab.PER_VIDEO_SPLITS[0], "validation": vocab.PER_VIDEO_SPLITS[1],
                      "test": PER_VIDEO_TEST_SPLIT}[split]
@@ -439,11 +450,10 @@ def plan_per_video(size: SynthSize, seed: int, noise: RaterNoise = RaterNoise())
         if split == "test":
             for task in vocab.PER_VIDEO_TASKS:
                 plan.files.append(FileSpec(
-                    f"{PER_VIDEO_DIR}/{vocab.PER_VIDEO_TEST_NAMES_DIR}/"
-                    f"{folders[task]}_test_set_release.txt", writers.write_test_video_names,
-                    (names,)))
+                    f"{PER_VIDEO_DIR}/{vocab.PER_VIDEO_TEST_NAMES_DIR}/{names_of[task][1]}",
+                    writers.write_test_video_names, (names,)))
                 plan.files.append(FileSpec(
-                    f"{PER_VIDEO_DIR}/{PER_VIDEO_SAMPLES_DIR}/{folders[task]}_test_set_sample.txt",
+                    f"{PER_VIDEO_DIR}/{PER_VIDEO_SAMPLES_DIR}/{names_of[task][2]}",
                     writers.write_sample_file, (task, test_locations)))
     return plan
 

@@ -122,8 +122,7 @@ def per_video_oracle(out: str | Path) -> dict[str, dict]:
         for task in vocab.PER_VIDEO_TASKS:
             if split == "test":  # truth of the test videos (synthetic-only folder)
                 task_dir = readers.find_task_folder(root, task)
-                names = readers.read_test_video_names(
-                    root / vocab.PER_VIDEO_TEST_NAMES_DIR / f"{task_dir.name}_test_set_release.txt")
+                names = readers.read_test_video_names(readers.find_test_video_names(root, task))
                 videos = {name: readers.read_per_video_annotation(
                     task_dir / folder / f"{name}.txt", task) for name in names}
             else:

@@ -33,8 +33,8 @@ SIZES: dict[str, SynthSize] = {
     "small": SynthSize(mtl_videos=(24, 8, 4), mtl_frames=(18, 24), lsd_images=(600, 160, 80),
                        per_video_videos=(2, 1, 1), per_video_frames=(20, 24), lsd_identities=60),
     "default": SynthSize(mtl_videos=(120, 30, 30), mtl_frames=(60, 110),
-                         lsd_images=(4000, 800, 1200), per_video_videos=(5, 3, 3),
-                         per_video_frames=(240, 320), lsd_identities=300),
+                         lsd_images=(4000, 800, 1200), per_video_videos=(30, 16, 16),
+                         per_video_frames=(120, 180), lsd_identities=300),
 }
 
 

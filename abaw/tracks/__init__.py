@@ -14,6 +14,9 @@ from abaw.runner import Challenge
 TRACKS: dict[str, tuple[str, str]] = {
     "mtl": ("abaw.tracks.mtl", "MTL"),
     "lsd": ("abaw.tracks.lsd", "LSD"),
+    "va": ("abaw.tracks.per_video", "VA"),
+    "expr": ("abaw.tracks.per_video", "EXPR"),
+    "au": ("abaw.tracks.per_video", "AU"),
 }
 
 

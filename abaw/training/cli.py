@@ -52,12 +52,18 @@ from pytorch_lightning.trainer.states import TrainerStatus
 
 from abaw.data.lsd import LsdDataModule
 from abaw.data.mtl import MtlDataModule
+from abaw.data.per_video import PerVideoDataModule
 from abaw.errors import AbawError, ConfigError
 from abaw.fileio import is_device
 from abaw.log import configure_logging
 from abaw.training.lsd_module import LsdModule
 from abaw.training.mtl_module import MtlModule
-from abaw.training.writer import LsdPredictionWriter, MtlPredictionWriter, PredictionWriter
+from abaw.training.writer import (
+    LsdPredictionWriter,
+    MtlPredictionWriter,
+    PerVideoPredictionWriter,
+    PredictionWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +325,50 @@ class LsdCLI(ChallengeCLI):
     PREDICTION_WRITER = LsdPredictionWriter
 
 
+def task_list(task: str) -> list[str]:
+    """``data.task`` as the one-task ``model.tasks`` list."""
+    return [task]
+
+
+class PerVideoCLI(ChallengeCLI):
+    """A per-video task (VA, EXPR, AU; 5th ABAW on): the MTL module with one task on
+    :class:`~abaw.data.per_video.PerVideoDataModule`. ``val/P_MTL`` of a one-task model is
+    that task's official score (the other terms add 0)."""
+
+    MODEL = MtlModule
+    DATAMODULE = PerVideoDataModule
+    MONITOR = "val/P_MTL"
+    PREDICTION_WRITER = PerVideoPredictionWriter
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.set_defaults({"data.task": self.CHALLENGE})
+        parser.link_arguments("data.task", "model.tasks", compute_fn=task_list)
+        parser.link_arguments("data.task", "submission.task")
+        parser.link_arguments("data.label_stats", "model.label_stats", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        task = (self._subcommand_config().get("data") or {}).get("task", self.CHALLENGE)
+        if task != self.CHALLENGE:
+            raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; data.task is {task!r}")
+        super().before_instantiate_classes()
+
+
+class VaCLI(PerVideoCLI):
+    CHALLENGE = "va"
+
+
+class ExprCLI(PerVideoCLI):
+    CHALLENGE = "expr"
+
+
+class AuCLI(PerVideoCLI):
+    CHALLENGE = "au"
+
+
 #: challenge name -> its CLI class (``abaw <name> fit ...``)
-CHALLENGE_CLIS: dict[str, type[ChallengeCLI]] = {"mtl": MtlCLI, "lsd": LsdCLI}
+CHALLENGE_CLIS: dict[str, type[ChallengeCLI]] = {"mtl": MtlCLI, "lsd": LsdCLI, "va": VaCLI,
+                                                  "expr": ExprCLI, "au": AuCLI}
 
 
 def _cli(cli_class: type[ChallengeCLI], args: list[str], run: bool,

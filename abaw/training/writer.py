@@ -40,14 +40,19 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from abaw.errors import AbawError
 from abaw.fileio import atomic_write_bytes, check_writable_folder
 from abaw.formats.readers import read_occlusion_csv
-from abaw.formats.writers import write_lsd_submission, write_mtl_submission
+from abaw.formats.writers import (
+    write_lsd_submission,
+    write_mtl_submission,
+    write_per_video_submission,
+)
 from abaw.lsd.occlusion import OcclusionRule
 from abaw.postprocess import POSTPROCESS_SUFFIX, apply_au_thresholds, load_postprocess
 from abaw.vocab import PREDICTIONS_FILE, SUBMISSION_FILE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LsdPredictionWriter", "MtlPredictionWriter", "PredictionWriter", "Predictions"]
+__all__ = ["LsdPredictionWriter", "MtlPredictionWriter", "PerVideoPredictionWriter",
+           "PredictionWriter", "Predictions"]
 
 
 @dataclass
@@ -148,8 +153,7 @@ class PredictionWriter(BasePredictionWriter):
         rows = np.arange(len(images))
         names = list(images)
         if test_list is not None:
-            position = {name: i for i, name in enumerate(images)}
-            rows = np.asarray([position[name] for name in test_list], dtype=np.int64)
+            rows = self.expand(images, test_list)
             names = list(test_list)
         written: dict[str, Path] = {}
         if output_dir is not None:
@@ -163,6 +167,11 @@ class PredictionWriter(BasePredictionWriter):
             log.info("wrote %s (%d rows) and %s", written["submission"], len(names),
                      written["predictions"])
         return Predictions(images, arrays, decided, names, rows, written)
+
+    def expand(self, images: list[str], test_list: list[str]) -> np.ndarray:
+        """For each test-list entry, its row in ``images`` (every entry was predicted)."""
+        position = {name: i for i, name in enumerate(images)}
+        return np.asarray([position[name] for name in test_list], dtype=np.int64)
 
     def _output_dir(self, trainer: pl.Trainer) -> Path | None:
         if self.output_dir == "":
@@ -237,6 +246,45 @@ class MtlPredictionWriter(PredictionWriter):
         va = columns["va"]
         return write_mtl_submission(path, names, va[:, 0], va[:, 1], columns["expression"],
                                     columns["aus"], test_list=test_list)
+
+
+class PerVideoPredictionWriter(MtlPredictionWriter):
+    """A per-video task (5th ABAW on): one file over every frame of the sample file.
+
+    The frames with a crop are predicted (VA as predicted, expression = argmax, AUs at the
+    per-AU thresholds of the post-processing JSON or ``au_threshold``); every other sample
+    row takes the decision of the nearest predicted frame of the same video
+    (:func:`abaw.data.per_video.fill_rows`).
+
+    Args:
+        task: ``va``, ``expr`` or ``au`` (linked from ``data.task``).
+    """
+
+    def __init__(self, output_dir: str | None = None, postprocess: str | None = None,
+                 auto_postprocess: bool = True, au_threshold: float = 0.5,
+                 task: str = "va") -> None:
+        super().__init__(output_dir, postprocess, auto_postprocess, au_threshold)
+        self.task = task
+
+    def decide(self, images: list[str], arrays: dict[str, np.ndarray],
+               post: np.ndarray | float) -> dict[str, np.ndarray]:
+        decided = super().decide(images, arrays, post)
+        key = {"va": "va", "expr": "expression", "au": "aus"}[self.task]
+        return {"values": decided[key]}
+
+    def expand(self, images: list[str], test_list: list[str]) -> np.ndarray:
+        from abaw.data.per_video import fill_rows
+
+        rows = fill_rows(images, test_list, "the sample file")
+        log.info("%d of %d sample rows predicted from their own crop, %d filled from the "
+                 "nearest predicted frame of their video", len(set(images) & set(test_list)),
+                 len(test_list), len(test_list) - len(set(images) & set(test_list)))
+        return rows
+
+    def write_submission(self, path: Path, names: list[str], columns: dict[str, np.ndarray],
+                         test_list: list[str] | None) -> Path:
+        return write_per_video_submission(path, self.task, names, columns["values"],
+                                          sample=test_list)
 
 
 class LsdPredictionWriter(PredictionWriter):
