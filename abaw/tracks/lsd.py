@@ -119,7 +119,7 @@ def init_checkpoint(run: Run) -> Path | None:
         checkpoint = _reported_checkpoint(report_path)
         if checkpoint is None:
             raise AbawError(f"--init mtl: the MTL run wrote no checkpoint ({report_path})")
-    print(f"LSD backbone initialised from {checkpoint}")
+    print(f"{run.challenge.name.upper()} backbone initialised from {checkpoint}")
     return checkpoint
 
 
