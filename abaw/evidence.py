@@ -77,3 +77,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {text!r}")
     return seeds
+
+
+def slug(name: str) -> str:
+    """A row name as a run-name fragment: ``"lr 0.004"`` → ``"lr-0-004"``."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")

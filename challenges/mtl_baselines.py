@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, verdict
+from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import attempt_seeds, ensure_synthetic_data, oracle, write_report
 from abaw.synth.sizes import SIZES
@@ -62,10 +62,6 @@ TABLES: dict[str, dict[str, tuple[str, list[str], str]]] = {
         "EMA of weights (0.99)": ("configs/mtl/ema.yaml", [], "P_MTL"),
     },
 }
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
 def _terms(score: dict) -> dict[str, float]:
@@ -140,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n##### {name}: python -m challenges.mtl {' '.join(row_argv)} (seeds {args.seeds})",
               flush=True)
         done = [(seed, report) for seed, status, report in
-                attempt_seeds(MTL, row_argv, f"{args.table}-e{args.epochs}-{_slug(name)}", seeds)
+                attempt_seeds(MTL, row_argv, f"{args.table}-e{args.epochs}-{slug(name)}", seeds)
                 if report is not None]
         if len(done) < len(seeds):
             print(f"row {name!r}: {len(seeds) - len(done)} seed(s) failed; continuing",

@@ -65,3 +65,30 @@ def test_table_rows_and_verdicts():
                        "105 ± 7 (2) | reference |"
     # judged on its own term: EXPR 0.55 vs the default's 0.20, spread 0.07 -> helps
     assert lines[6] == "| EXPR only | – | – | – | 0.550 ± 0.071 (2) | – | 50 ± 0 (2) | helps |"
+
+
+def test_lsd_ablation_table():
+    import argparse
+
+    from challenges.lsd_ablation import markdown as lsd_markdown
+    args = argparse.Namespace(epochs=4, train_limit=1500, init="mtl")
+    ceiling = {"validation": {"oracle": 0.931}, "test": {"oracle": 0.951, "trivial_majority": 0.068}}
+    per_class = [0.7, 0.5, 0.3, 0.8, 0.7, 0.6]
+    results = {
+        "none/off": {"sr": "none", "hands": "off", "validation": [0.6, 0.62, 0.64],
+                     "validation_with_rule": [0.6, 0.62, 0.64], "test": [0.64, 0.65, 0.66],
+                     "test_per_class": [per_class] * 3},
+        "compact/on": {"sr": "compact", "hands": "on", "validation": [0.5, 0.5, 0.5],
+                       "validation_with_rule": [0.52, 0.52, 0.52], "test": [0.54, 0.55, 0.56],
+                       "test_per_class": [per_class] * 3},
+    }
+    lines = lsd_markdown(args, ceiling, results).splitlines()
+    assert lines[4] == "| none | off | 0.620 ± 0.020 (3) | 0.620 ± 0.020 (3) | " \
+                       "0.650 ± 0.010 (3) | 0.300 ± 0.000 (3) | reference |"
+    assert lines[5] == "| compact | on | 0.500 ± 0.000 (3) | 0.520 ± 0.000 (3) | " \
+                       "0.550 ± 0.010 (3) | 0.300 ± 0.000 (3) | hurts |"
+
+
+def test_slug():
+    from abaw.evidence import slug
+    assert slug("EMA of weights (0.99)") == "ema-of-weights-0-99"
