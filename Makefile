@@ -20,7 +20,7 @@ CONFIG ?=                      # config file (default: configs/<challenge>/defau
 ARGS   ?=                      # extra arguments passed to the challenge recipe
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines lsd lsd-ablation va expr au bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep lsd lsd-ablation va expr au bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -51,8 +51,11 @@ lint: $(STAMP)  ## ruff over the library, recipes and tests
 mtl: $(STAMP)  ## Multi-Task Learning challenge end to end (DATA=... for the real s-Aff-Wild2)
 	$(PY) -m challenges.mtl $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
 
-mtl-baselines: $(STAMP)  ## MTL quality table: baselines, single-task, backbones, weighting, AU graph
-	$(PY) -m challenges.mtl_baselines $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)
+mtl-baselines: $(STAMP)  ## MTL quality table (embedded data, 3 seeds a row): baselines, single-task, backbones, weighting, AU graph
+	$(PY) -m challenges.mtl_baselines --table baselines $(ARGS)
+
+mtl-sweep: $(STAMP)  ## how the MTL default was chosen (embedded data, 3 seeds a row): resolution, backbone, lr, augmentation, weighting, EMA
+	$(PY) -m challenges.mtl_baselines --table sweep $(ARGS)
 
 lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
 	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)
@@ -69,8 +72,8 @@ expr: $(STAMP)  ## per-video expression challenge (5th ABAW on; EXPR_Classificat
 au: $(STAMP)  ## per-video action-unit challenge (5th ABAW on) end to end
 	$(PER_VIDEO)
 
-lsd-ablation: $(STAMP)  ## LSD ablation: no SR / compact SR / x4plus SR x hand module off / on
-	$(PY) -m challenges.lsd_ablation $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)
+lsd-ablation: $(STAMP)  ## LSD ablation (embedded data): no SR / compact SR / x4plus SR x hand module off / on
+	$(PY) -m challenges.lsd_ablation $(ARGS)
 
 synth: $(STAMP)  ## generate the embedded synthetic data (data/synth, --size default)
 	$(VENV)/bin/abaw synth data/synth --size default

@@ -482,11 +482,31 @@ def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[in
         return 3, None
 
 
+def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
+                  seeds: Sequence[int]) -> list[tuple[int, int, dict | None]]:
+    """:func:`attempt` once per seed: run ``<run>-s<seed>`` with ``--seed_everything <seed>``.
+
+    ``argv`` is a recipe command line without ``--run`` (recipe options, then optionally
+    ``--`` and LightningCLI overrides). Returns ``(seed, status, report)`` per seed; a seed
+    whose run finished before resumes from its checkpoint, so a rerun of a table costs only
+    the seeds that did not finish.
+    """
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    recipe, overrides = argv[:split], argv[split + 1:]
+    results = []
+    for seed in seeds:
+        status, report = attempt(challenge, [*recipe, "--run", f"{run}-s{seed}", "--",
+                                             *overrides, "--seed_everything", str(seed)])
+        results.append((seed, status, report))
+    return results
+
+
 def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
     """The recipe's exit status (see :func:`attempt`)."""
     return attempt(challenge, argv)[0]
 
 
-__all__ = ["Challenge", "Run", "Steps", "attempt", "build", "ensure_synthetic_data", "finish",
+__all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data", "finish",
            "fit", "main", "matched", "oracle", "parse_args", "predict", "prepare", "run", "table",
            "validate", "write_report"]

@@ -1,14 +1,23 @@
-"""The MTL quality table on the embedded default: ``make mtl-baselines``.
+"""The MTL tables on the embedded default: ``make mtl-baselines`` and ``make mtl-sweep``.
 
-Every trained row gets the same budget (``--epochs``, default 3, same data, same seed, same
-batch size) and goes through the full recipe of :mod:`challenges.mtl` (official validation
-score, AU thresholds tuned on validation, test submission scored against the hidden truth).
-Rows: the majority/mean predictor; each single-task model (scored on its own term); the
-multi-task default; each of the three backbone families; fixed vs uncertainty weighting; the
-AU-relation graph head vs the linear head. The oracle ceiling is printed beside them.
+Every trained row gets the same budget (``--epochs``, default 3, same data, same batch size)
+and goes through the full recipe of :mod:`challenges.mtl` (official validation score, AU
+thresholds tuned on validation, test submission scored against the hidden truth), once per
+seed (``--seeds``, default 42,1,2). A cell is ``mean ± std (seeds)``; the verdict compares a
+row with the default row (:mod:`abaw.evidence`: helps / hurts only beyond two standard errors
+of the difference, otherwise no evidence).
 
-Output: a Markdown table on stdout and in ``submissions/mtl/baselines.md``, the numbers in
-``submissions/mtl/baselines.json``. Rerunning resumes finished rows from their checkpoints.
+Tables (``--table``):
+
+- ``baselines``: the majority/mean predictor; each single-task model (judged on its own term
+  against the multi-task default's same term); the multi-task default; each of the three
+  backbone families; fixed vs uncertainty weighting; the AU-relation graph head.
+- ``sweep``: how the default was chosen — resolution, backbone, learning rate, epochs,
+  augmentation, task weighting and EMA of weights, one change from the default per row.
+
+Output: a Markdown table on stdout and in ``submissions/mtl/<table>.md``, the numbers in
+``submissions/mtl/<table>.json``. Rerunning resumes finished runs from their checkpoints, so
+``--rows`` and ``--seeds`` can grow a table a piece at a time.
 """
 
 from __future__ import annotations
@@ -17,27 +26,42 @@ import argparse
 import sys
 from pathlib import Path
 
+from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt, ensure_synthetic_data, oracle, write_report
+from abaw.runner import attempt_seeds, ensure_synthetic_data, oracle, write_report
 from abaw.synth.sizes import SIZES
 from abaw.tracks.mtl import MTL
 
-#: name -> (config overlay on base.yaml, extra LightningCLI overrides, term the row is judged on)
-ROWS: dict[str, tuple[str, list[str], str]] = {
-    "multi-task (default)": ("configs/mtl/base.yaml", [], "P_MTL"),
-    "VA only": ("configs/mtl/base.yaml", ["--data.tasks", "[va]"], "VA"),
-    "EXPR only": ("configs/mtl/base.yaml", ["--data.tasks", "[expr]"], "EXPR"),
-    "AU only": ("configs/mtl/base.yaml", ["--data.tasks", "[au]"], "AU"),
-    "fixed weighting (1,1,1)": ("configs/mtl/base.yaml", ["--model.weighting", "fixed"], "P_MTL"),
-    "AU graph head": ("configs/mtl/au_graph.yaml", [], "P_MTL"),
-    "ViT (vit_tiny_mae, random init)": ("configs/mtl/vit_mae.yaml", [], "P_MTL"),
-    "EfficientNet-B0": ("configs/mtl/efficientnet_b0.yaml", [], "P_MTL"),
-    "CNN-transformer hybrid": ("configs/mtl/hybrid.yaml", [], "P_MTL"),
+DEFAULT_ROW = "multi-task (default)"
+BASE = "configs/mtl/base.yaml"
+
+#: table -> row name -> (config overlay, extra LightningCLI overrides, term the row is judged on)
+TABLES: dict[str, dict[str, tuple[str, list[str], str]]] = {
+    "baselines": {
+        DEFAULT_ROW: (BASE, [], "P_MTL"),
+        "VA only": (BASE, ["--data.tasks", "[va]"], "VA"),
+        "EXPR only": (BASE, ["--data.tasks", "[expr]"], "EXPR"),
+        "AU only": (BASE, ["--data.tasks", "[au]"], "AU"),
+        "fixed weighting (1,1,1)": (BASE, ["--model.weighting", "fixed"], "P_MTL"),
+        "AU graph head": ("configs/mtl/au_graph.yaml", [], "P_MTL"),
+        "ViT (vit_tiny_mae, random init)": ("configs/mtl/vit_mae.yaml", [], "P_MTL"),
+        "EfficientNet-B0": ("configs/mtl/efficientnet_b0.yaml", [], "P_MTL"),
+        "CNN-transformer hybrid": ("configs/mtl/hybrid.yaml", [], "P_MTL"),
+    },
+    "sweep": {
+        DEFAULT_ROW: (BASE, [], "P_MTL"),
+        "80 px": (BASE, ["--data.img_size", "80"], "P_MTL"),
+        "96 px": (BASE, ["--data.img_size", "96"], "P_MTL"),
+        "ResNet-10-T": (BASE, ["--model.backbone", "timm:resnet10t"], "P_MTL"),
+        "RegNetX-200MF": (BASE, ["--model.backbone", "timm:regnetx_002"], "P_MTL"),
+        "lr 0.001": (BASE, ["--model.lr", "0.001"], "P_MTL"),
+        "lr 0.004": (BASE, ["--model.lr", "0.004"], "P_MTL"),
+        "augment none": (BASE, ["--data.augment", "none"], "P_MTL"),
+        "augment medium": (BASE, ["--data.augment", "medium"], "P_MTL"),
+        "fixed weighting (1,1,1)": (BASE, ["--model.weighting", "fixed"], "P_MTL"),
+        "EMA of weights (0.99)": ("configs/mtl/ema.yaml", [], "P_MTL"),
+    },
 }
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
 def _terms(score: dict) -> dict[str, float]:
@@ -45,55 +69,90 @@ def _terms(score: dict) -> dict[str, float]:
             "EXPR": score["f1_expression"], "AU": score["f1_au"]}
 
 
+def _train_seconds(report: dict) -> float:
+    return next(v for k, v in report["seconds"].items() if k.startswith("train"))
+
+
+def markdown(table: str, epochs: int, results: dict[str, dict]) -> str:
+    """The table: one line per row, ``mean ± std (n)`` cells, the verdict against the default."""
+    lines = [f"Embedded default data, {epochs} epochs per trained row (unless the row changes "
+             "them), AU thresholds tuned on validation, cells mean ± std (seeds). Single-task "
+             "rows are judged on their own term against the default's same term (others are "
+             "blank); a verdict needs a gain beyond two standard errors of the difference.",
+             "", "| row | val P_MTL | test P_MTL | test VA (mean CCC) | test EXPR F1 | "
+             "test AU F1 | train s | verdict (test) |", "|---|---|---|---|---|---|---|---|"]
+    reference = results.get(DEFAULT_ROW)
+    for name, r in results.items():
+        own = r["judged_on"]
+
+        def col(key: str, split: str, own: str = own, r: dict = r) -> str:
+            return cell([s[key] for s in r[split]]) if own in ("P_MTL", key) else "–"
+        if "seeds" not in r or name == DEFAULT_ROW or reference is None:
+            judged = "reference" if name == DEFAULT_ROW else ""
+        else:
+            judged = verdict([s[own] for s in r["test"]], [s[own] for s in reference["test"]])
+        seconds = cell(r["train_seconds"], 0) if r.get("train_seconds") else "–"
+        lines.append(f"| {name} | {col('P_MTL', 'validation')} | {col('P_MTL', 'test')} | "
+                     f"{col('VA', 'test')} | {col('EXPR', 'test')} | {col('AU', 'test')} | "
+                     f"{seconds} | {judged} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make mtl-baselines", description=__doc__.split("\n\n")[0])
+    p.add_argument("--table", default="baselines", choices=list(TABLES))
     p.add_argument("--epochs", type=int, default=3, help="training epochs for every row")
+    p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
+                   help="comma-separated seed_everything values, one run each (default 42,1,2)")
     p.add_argument("--rows", help="comma-separated subset of row names (default: all)")
     p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
-    rows = ROWS if not args.rows else {k: ROWS[k] for k in args.rows.split(",")}
+    rows = TABLES[args.table]
+    try:
+        seeds = parse_seeds(args.seeds)
+        if args.rows:
+            rows = {name: rows[name] for name in args.rows.split(",")}
+    except ValueError as err:
+        p.error(str(err))
+    except KeyError as err:
+        p.error(f"unknown row {err}; rows of --table {args.table}: {', '.join(TABLES[args.table])}")
 
     ceiling = oracle(ensure_synthetic_data(args.synth_size, 0))["mtl"]
     results: dict[str, dict] = {
-        "oracle ceiling": {"validation": _terms(ceiling["validation"]["oracle"]),
-                           "test": _terms(ceiling["test"]["oracle"]), "judged_on": "P_MTL"},
+        "oracle ceiling": {"validation": [_terms(ceiling["validation"]["oracle"])],
+                           "test": [_terms(ceiling["test"]["oracle"])], "judged_on": "P_MTL"},
         "majority class / mean VA": {
-            "validation": _terms(ceiling["validation"]["trivial_majority"]),
-            "test": _terms(ceiling["test"]["trivial_majority"]), "judged_on": "P_MTL"},
+            "validation": [_terms(ceiling["validation"]["trivial_majority"])],
+            "test": [_terms(ceiling["test"]["trivial_majority"])], "judged_on": "P_MTL"},
     }
     for name, (config, overrides, judged_on) in rows.items():
-        run = f"baseline-e{args.epochs}-{_slug(name)}"
-        argv_row = ["--config", config, "--run", run, "--synth-size", args.synth_size]
+        recipe = ["--config", config, "--synth-size", args.synth_size]
         if args.fresh:
-            argv_row.append("--fresh")
-        argv_row += ["--", "--trainer.max_epochs", str(args.epochs), *overrides]
-        print(f"\n##### {name}: python -m challenges.mtl {' '.join(argv_row)}", flush=True)
-        status, report = attempt(MTL, argv_row)
-        if report is None:
-            print(f"row {name!r} failed (status {status}); continuing", file=sys.stderr)
-            continue
-        results[name] = {"validation": _terms(report["validation_tuned"]),
-                         "test": _terms(report["test"]), "judged_on": judged_on,
-                         "train_seconds": next(v for k, v in report["seconds"].items()
-                                               if k.startswith("train"))}
+            recipe.append("--fresh")
+        epochs = [] if "--trainer.max_epochs" in overrides else ["--trainer.max_epochs",
+                                                                 str(args.epochs)]
+        row_argv = [*recipe, "--", *epochs, *overrides]
+        print(f"\n##### {name}: python -m challenges.mtl {' '.join(row_argv)} (seeds {args.seeds})",
+              flush=True)
+        done = [(seed, report) for seed, status, report in
+                attempt_seeds(MTL, row_argv, f"{args.table}-e{args.epochs}-{slug(name)}", seeds)
+                if report is not None]
+        if len(done) < len(seeds):
+            print(f"row {name!r}: {len(seeds) - len(done)} seed(s) failed; continuing",
+                  file=sys.stderr)
+        if done:
+            results[name] = {"seeds": [seed for seed, _ in done], "judged_on": judged_on,
+                             "validation": [_terms(r["validation_tuned"]) for _, r in done],
+                             "test": [_terms(r["test"]) for _, r in done],
+                             "train_seconds": [_train_seconds(r) for _, r in done]}
 
-    lines = [f"Embedded default data, {args.epochs} epochs per trained row, AU thresholds tuned "
-             "on validation. Single-task rows are judged on their own term (others are blank).",
-             "", "| row | val P_MTL | test P_MTL | test VA (mean CCC) | test EXPR F1 | test AU F1 "
-             "| train s |", "|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        t, v = r["test"], r["validation"]
-        own = r["judged_on"]
-
-        def cell(key: str, scores: dict, own: str = own) -> str:
-            return f"{scores[key]:.3f}" if own in ("P_MTL", key) else "–"
-        lines.append(f"| {name} | {cell('P_MTL', v)} | {cell('P_MTL', t)} | {cell('VA', t)} | "
-                     f"{cell('EXPR', t)} | {cell('AU', t)} | {r.get('train_seconds', '–')} |")
-    text = "\n".join(lines) + "\n"
+    text = markdown(args.table, args.epochs, results)
     print("\n" + text)
-    atomic_write_text(Path("submissions/mtl/baselines.md"), text)
-    write_report(Path("submissions/mtl/baselines.json"), {"epochs": args.epochs, "rows": results})
+    atomic_write_text(Path(f"submissions/mtl/{args.table}.md"), text)
+    write_report(Path(f"submissions/mtl/{args.table}.json"),
+                 {"table": args.table, "epochs": args.epochs, "seeds": list(seeds),
+                  "rows": results})
     return 0
 
 
