@@ -201,6 +201,19 @@ def train_head(task: str, module: Any, train: tuple[list[np.ndarray], list[np.nd
     """Train a head on windows of the training videos; keep the epoch whose ``score(head)``
     (the validation score) is best. Returns the head and the score per epoch."""
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    # the head is tiny: one thread; several threads spin on every small op and, with other
+    # jobs on the cores, made 30 epochs take over 20 minutes instead of about a minute
+    torch.set_num_threads(1)
+    try:
+        return _train(task, module, train, score, epochs, batch, lr, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(task: str, module: Any, train: tuple[list[np.ndarray], list[np.ndarray]],
+           score: Any, epochs: int, batch: int, lr: float, seed: int
+           ) -> tuple[TemporalHead, list[float]]:
     features, labels = train
     head = TemporalHead(features[0].shape[1], task)
     optimiser = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
