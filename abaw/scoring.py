@@ -251,6 +251,21 @@ def _per_video_truth(folder: Path, task: str) -> tuple[list[str], np.ndarray]:
     return locations, np.concatenate(values)
 
 
+def per_video_array_score(task: str, truth: np.ndarray, arrays: dict[str, np.ndarray],
+                          thresholds: np.ndarray | float = 0.5) -> dict[str, float]:
+    """The official score of ``task`` for row-aligned truth (with sentinels) and arrays."""
+    from abaw.postprocess import apply_au_thresholds
+
+    if task == "va":
+        valence, arousal = metrics.va_ccc(truth, arrays["va"])
+        return {"score": (valence + arousal) / 2, "ccc_valence": valence, "ccc_arousal": arousal}
+    if task == "expr":
+        f1, per_class = metrics.expression_f1(truth, arrays["expr_prob"].argmax(1))
+        return {"f1": f1, "f1_per_class": [float(v) for v in per_class]}
+    f1, per_au = metrics.au_f1(truth, apply_au_thresholds(arrays["au_prob"], thresholds))
+    return {"f1": f1, "f1_per_au": [float(v) for v in per_au]}
+
+
 def score_per_video(task: str, pred_path: Path, truth_path: Path) -> ScoreReport:
     from abaw.formats.submissions import read_per_video_submission
 

@@ -29,6 +29,7 @@ import numpy as np
 from abaw import vocab
 from abaw.errors import AbawError
 from abaw.runner import Challenge, Run, ensure_synthetic_data, predict, synth_dir
+from abaw.scoring import per_video_array_score as task_score
 from abaw.scoring import score_per_video
 
 #: how each task's score and its parts are named in the report (metric key, table columns)
@@ -36,22 +37,6 @@ SCORE_NAMES = {"va": ("score", ("score", "ccc_valence", "ccc_arousal")),
                "expr": ("f1", ("f1",)), "au": ("f1", ("f1",))}
 DESCRIPTIONS = {"va": "valence-arousal estimation", "expr": "expression recognition",
                 "au": "action unit detection"}
-
-
-def task_score(task: str, truth: np.ndarray, arrays: dict[str, np.ndarray],
-               thresholds: np.ndarray | float = 0.5) -> dict[str, float]:
-    """The official score of ``task`` for row-aligned truth (with sentinels) and arrays."""
-    from abaw import metrics
-    from abaw.postprocess import apply_au_thresholds
-
-    if task == "va":
-        valence, arousal = metrics.va_ccc(truth, arrays["va"])
-        return {"score": (valence + arousal) / 2, "ccc_valence": valence, "ccc_arousal": arousal}
-    if task == "expr":
-        f1, per_class = metrics.expression_f1(truth, arrays["expr_prob"].argmax(1))
-        return {"f1": f1, "f1_per_class": [float(v) for v in per_class]}
-    f1, per_au = metrics.au_f1(truth, apply_au_thresholds(arrays["au_prob"], thresholds))
-    return {"f1": f1, "f1_per_au": [float(v) for v in per_au]}
 
 
 def trivial_scores(task: str, truth: np.ndarray, train: np.ndarray) -> dict[str, float]:

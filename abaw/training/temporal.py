@@ -260,7 +260,7 @@ class TemporalRun:
                           seq)
 
     def fit_and_predict_validation(self) -> Any:
-        from abaw.tracks.per_video import task_score
+        from abaw.scoring import per_video_array_score as task_score
         from abaw.training.writer import Predictions
 
         dm, run = self.cli.datamodule, self.run
