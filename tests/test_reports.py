@@ -1,7 +1,9 @@
 """``report.html`` and ``abaw compare`` on finished runs built by hand (tests/report_fixtures.py).
 
-The browser check of the same pages is in test_report_browser.py; the real runner writing
-them is checked in test_challenges.py.
+The pages are also opened in headless Chromium (tests/browser.py: the system's, installed
+from Debian's packages by the set-up when missing and possible, else the test is skipped with
+the reason) to check that every plot is there and visible. The real runner writing the page
+is checked in test_challenges.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import find_or_install_chromium, image_states
 from report_fixtures import make_run
 
 from abaw import cli
@@ -62,6 +65,37 @@ def test_report_holds_every_section_with_its_plots(pages, track, images):
     assert not re.search(r'(src|href)="(?!data:|#)', page) and "<script" not in page
     # a report entry no section knows (another step's output) is still shown
     assert '&quot;window&quot;: 5' in page
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path, why = find_or_install_chromium()
+    if path is None:
+        pytest.skip(f"no headless Chromium: {why}")
+    return path
+
+
+@pytest.mark.parametrize("track", ["mtl", "lsd"])
+def test_every_plot_loads_and_is_visible_in_a_browser(pages, chromium, track):
+    path, _, page = pages[track]
+    states = image_states(chromium, path)
+    expected = [html.unescape(a) for a in re.findall(r'<img src="[^"]*" alt="([^"]*)"', page)]
+    assert [s["alt"] for s in states] == expected and len(expected) >= 6
+    for state in states:
+        assert state["complete"] and state["naturalWidth"] > 0 and state["naturalHeight"] > 0, state
+        assert state["width"] > 0 and state["height"] > 0, state
+
+
+def test_the_browser_check_sees_a_broken_or_hidden_image(pages, chromium, tmp_path):
+    good = re.search(r'src="(data:image/png;base64,[^"]+)"', pages["lsd"][2]).group(1)
+    page = tmp_path / "bad.html"
+    page.write_text(f'<html><body><img src="data:image/png;base64,iVBORw0KGgo=" alt="broken">'
+                    f'<img src="{good}" alt="hidden" style="display:none">'
+                    f'<img src="{good}" alt="shown"></body></html>')
+    states = {s["alt"]: s for s in image_states(chromium, page)}
+    assert states["broken"]["naturalWidth"] == 0
+    assert states["hidden"]["naturalWidth"] > 0 and states["hidden"]["width"] == 0
+    assert states["shown"]["naturalWidth"] > 0 and states["shown"]["width"] > 0
 
 
 def test_report_numbers_come_from_the_saved_files(pages):
