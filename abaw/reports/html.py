@@ -159,7 +159,8 @@ def task_weights(run: RunFiles) -> str:
     columns = [c for c in metrics.columns if c.startswith("train/weight_")
                and metrics[c].notna().any()]
     if not columns:
-        raise Skip("no train/weight_* columns in the training logs (fixed task weights)")
+        raise Skip("the training logs hold no train/weight_* values (fixed task weights, or "
+                   "fewer training steps than trainer.log_every_n_steps)")
     return _image(figures.task_weights(metrics, columns), "learned task weights")
 
 
@@ -210,25 +211,24 @@ def _confusion(run: RunFiles, names: Sequence[str], what: str,
     if not labelled.any():
         raise Skip("no validation row has an expression label")
     predicted = (arrays["expr_prob"] if probs is None else probs)[labelled].argmax(1)
-    figure = confusion_matrix_figure(truth[labelled], predicted, names, title=(
-        f"{what}: {int(labelled.sum())} labelled validation rows"))
+    figure = confusion_matrix_figure(truth[labelled], predicted, names,
+                                     title=f"{what}, {int(labelled.sum())} rows")
     return _image(figure, f"confusion matrix, {what}")
 
 
 def expression_confusion(run: RunFiles) -> str:
-    return _confusion(run, vocab.EXPRESSIONS, "argmax of the expression probabilities")
+    return _confusion(run, vocab.EXPRESSIONS, "expression argmax")
 
 
 def lsd_confusion(run: RunFiles) -> str:
-    body = _confusion(run, vocab.LSD_CLASSES, "the main expression head")
+    body = _confusion(run, vocab.LSD_CLASSES, "main head")
     rule = _occlusion_rule(run)
     if rule is None:
         return body + _p("the main expression head (the occlusion rule is drawn when its "
                          "file is beside the checkpoint and reads the occlusion head)")
     probs = rule.apply(run.validation["expr_prob"], run.validation.get("occlusion_prob"),
                        run.validation.get("expr_prob_occluded"))
-    return body + _confusion(run, vocab.LSD_CLASSES, f"after the occlusion rule "
-                                                     f"({rule.rule})", probs)
+    return body + _confusion(run, vocab.LSD_CLASSES, f"after the {rule.rule} rule", probs)
 
 
 def _occlusion_rule(run: RunFiles) -> Any:
