@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
     "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
+    "report": ("report", "(re)build report.html of finished runs from their saved files"),
+    "compare": ("compare", "finished runs side by side: settings, scores, times (markdown)"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 #: challenges with a LightningCLI: ``abaw <challenge> fit|validate|test|predict``

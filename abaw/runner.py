@@ -20,7 +20,9 @@ The pipeline (:func:`run`), each step a function a notebook can call on its own:
    checkpoint, which the writer loads for the test prediction);
 6. :func:`validate` — ``abaw validate``'s check of the written submission;
 7. :func:`finish` — on the embedded data the hidden-truth test score and the oracle ceiling;
-   ``report.json`` and a summary table.
+   ``report.json``, ``report.html`` (:mod:`abaw.reports`) and a summary table. The
+   validation predictions are saved with their truth beside the test predictions
+   (``validation_predictions.npz``) so the report and later steps need no model.
 
 A new track is a :class:`Challenge` subclass (see ``abaw/tracks/``) plus a LightningCLI class
 (:mod:`abaw.training.cli`); ``abaw run <name>`` and ``python -m challenges.<name>`` run it.
@@ -345,8 +347,8 @@ def prepare(challenge: Challenge, args: argparse.Namespace) -> Run:
     run_dir.mkdir(parents=True, exist_ok=True)
     sub_dir.mkdir(parents=True, exist_ok=True)
     run = Run(challenge, args, configs, name, data_root, synth, run_dir, sub_dir, steps)
-    run.report.update({"run": name, "config": " + ".join(map(str, configs)),
-                       "data": str(data_root)})
+    run.report.update({"run": name, "challenge": challenge.name, "run_dir": str(run_dir),
+                       "config": " + ".join(map(str, configs)), "data": str(data_root)})
     challenge.check(run)
     return run
 
@@ -418,6 +420,29 @@ def validate(run: Run, submission: Path) -> None:
     print(f"OK: {submission} would be accepted")
 
 
+def save_validation_predictions(run: Run, predictions: Any) -> Path:
+    """The validation predictions (raw scores, keyed by image) with their truth, beside the
+    test predictions (:func:`abaw.reports.files.save_validation`): what ``report.html`` and
+    any later post-processing read, without the model."""
+    from abaw.reports.files import save_validation
+
+    return save_validation(run.sub_dir, run.challenge.name, run.data_root, predictions.images,
+                           predictions.arrays)
+
+
+def write_html_report(sub_dir: Path) -> Path | None:
+    """``report.html`` beside ``report.json`` (:mod:`abaw.reports.html`); a failure is a
+    warning, never the end of a finished run (``abaw report`` rebuilds it)."""
+    from abaw.reports.html import write_html
+
+    try:
+        return write_html(sub_dir)
+    except (AbawError, OSError) as err:
+        log.warning("report.html not written: %s (rebuild it with `abaw report %s`)",
+                    err, sub_dir)
+        return None
+
+
 def finish(run: Run, submission: Path) -> dict:
     """Hidden-truth test score and oracle (embedded data), ``report.json``, summary table."""
     challenge = run.challenge
@@ -430,13 +455,14 @@ def finish(run: Run, submission: Path) -> dict:
     run.report["submission"] = str(submission)
     run.report["seconds"] = {**run.steps.seconds, "total": run.steps.total}
     write_report(run.sub_dir / REPORT_FILE, run.report)
+    html = write_html_report(run.sub_dir)
     print("\n" + table(run.rows, challenge.table_header))
     fraction = run.report.get("fraction_of_oracle")
     if fraction:
         print("\nfraction of the oracle ceiling: " + ", ".join(
             f"{split} {value:.1%}" for split, value in fraction.items()))
-    print(f"\nsubmission: {submission}\nreport:     {run.sub_dir / REPORT_FILE}\n"
-          f"total time: {run.steps.total:.0f} s")
+    print(f"\nsubmission: {submission}\nreport:     {run.sub_dir / REPORT_FILE}"
+          + (f"\n            {html}" if html else "") + f"\ntotal time: {run.steps.total:.0f} s")
     return run.report
 
 
@@ -449,6 +475,7 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     run_.report["checkpoint"] = str(checkpoint)
     with run_.steps.step("score validation (official metric)"):
         validation = challenge.predict_validation(run_, cli, checkpoint)
+        save_validation_predictions(run_, validation)
         run_.report.update(challenge.score_validation(run_, validation))
     with run_.steps.step("fit the post-processing on validation"):
         post, entries = challenge.fit_postprocess(run_, checkpoint)
@@ -508,5 +535,6 @@ def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data", "finish",
-           "fit", "main", "matched", "oracle", "parse_args", "predict", "prepare", "run", "table",
-           "validate", "write_report"]
+           "fit", "main", "matched", "oracle", "parse_args", "predict", "prepare", "run",
+           "save_validation_predictions", "table", "validate", "write_html_report",
+           "write_report"]

@@ -8,19 +8,24 @@ post-processing beside the checkpoint.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from abaw import cli
 from abaw.errors import AbawError
+from abaw.formats.readers import read_mtl_annotations
 from abaw.formats.submissions import validate_submission
+from abaw.reports.files import VALIDATION_PREDICTIONS
+from abaw.reports.html import SECTIONS
 from abaw.runner import config_files
 from abaw.scoring import score
 from abaw.tracks.mtl import MTL
-from abaw.vocab import LSD_TEST_LIST, LSD_TEST_TRUTH, MTL_TEST_LIST, MTL_TEST_TRUTH
+from abaw.vocab import LSD_TEST_LIST, LSD_TEST_TRUTH, MTL_TEST_LIST, MTL_TEST_TRUTH, MTL_VAL_FILE
 from challenges import lsd, mtl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +53,15 @@ def test_mtl_recipe_single_task_writes_a_valid_submission(tmp_path, monkeypatch)
     test_list = tmp_path / "data/synth-tiny/mtl" / MTL_TEST_LIST
     assert validate_submission("mtl", out / "submission.txt", test_list=test_list) == []
     assert list((tmp_path / "runs/mtl/t/checkpoints").glob("*.postprocess.json"))
+    # report.html beside report.json, and the validation predictions with their truth
+    page = (out / "report.html").read_text()
+    assert all(f"<h2>{html.escape(title)}</h2>" in page for title, _ in SECTIONS["mtl"])
+    assert page.count('<img src="data:image/png;base64,') >= 4
+    val = read_mtl_annotations(tmp_path / "data/synth-tiny/mtl" / MTL_VAL_FILE)
+    with np.load(out / VALIDATION_PREDICTIONS) as saved:
+        assert saved["images"].tolist() == list(val.images)
+        np.testing.assert_array_equal(saved["truth_expression"], val.expression)
+        assert saved["expr_prob"].shape == (len(val), 8)
     # rerunning the finished run resumes from last.ckpt instead of retraining
     assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
                      "tiny", "--run", "t", "--", *FAST, "--data.tasks", "[expr]"]) == 0
@@ -76,6 +90,9 @@ def test_lsd_recipe_starts_from_the_mtl_model_and_writes_a_valid_submission(
     rescored = score("lsd", out / "submission.txt", truth).values
     assert rescored["f1"] == pytest.approx(report["test"]["f1"], abs=1e-9)
     assert (out / "confusion_matrix_validation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert all(f"<h2>{html.escape(title)}</h2>" in page for title, _ in SECTIONS["lsd"])
+    assert page.count('<img src="data:image/png;base64,') >= 4
     test_list = tmp_path / "data/synth-tiny/lsd" / LSD_TEST_LIST
     assert validate_submission("lsd", out / "submission.txt", test_list=test_list) == []
 

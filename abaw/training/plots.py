@@ -12,13 +12,17 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from abaw.errors import ConfigError
 from abaw.fileio import atomic_write_bytes
 
-__all__ = ["confusion_matrix", "save_confusion_matrix"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["confusion_matrix", "confusion_matrix_figure", "png_bytes", "save_confusion_matrix"]
 
 
 def confusion_matrix(y_true: object, y_pred: object, num_classes: int) -> np.ndarray:
@@ -34,8 +38,22 @@ def confusion_matrix(y_true: object, y_pred: object, num_classes: int) -> np.nda
     return flat.reshape(num_classes, num_classes)
 
 
-def save_confusion_matrix(
-    path: str | Path,
+def save_confusion_matrix(path: str | Path, y_true: object, y_pred: object,
+                          class_names: Sequence[str], **options: Any) -> Path:
+    """Draw the confusion matrix of ``y_true`` vs ``y_pred`` and write it to ``path`` as PNG;
+    ``options`` are those of :func:`confusion_matrix_figure` (normalize, title, figsize, dpi)."""
+    figure = confusion_matrix_figure(y_true, y_pred, class_names, **options)
+    return atomic_write_bytes(path, png_bytes(figure))
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """``figure`` rendered as PNG at its own dpi (Agg canvas, no pyplot)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return buffer.getvalue()
+
+
+def confusion_matrix_figure(
     y_true: object,
     y_pred: object,
     class_names: Sequence[str],
@@ -43,8 +61,8 @@ def save_confusion_matrix(
     title: str | None = None,
     figsize: tuple[float, float] = (6.0, 5.0),
     dpi: int = 100,
-) -> Path:
-    """Draw the confusion matrix of ``y_true`` vs ``y_pred`` and write it to ``path`` as PNG.
+) -> Figure:
+    """The confusion matrix of ``y_true`` vs ``y_pred`` as a matplotlib Figure.
 
     Each cell shows the row-normalised rate (or the count when ``normalize=False``); the
     counts per true class are appended to the row labels so a rare class is visible as such.
@@ -82,6 +100,4 @@ def save_confusion_matrix(
             axes.text(col, row, cell_format.format(value), ha="center", va="center",
                       color=colour, fontsize=8)
     figure.subplots_adjust(left=0.25, bottom=0.22, right=0.95, top=0.92)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return figure
