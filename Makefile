@@ -18,9 +18,10 @@ DATA   ?=                      # real-data root; empty = the embedded synthetic 
 RUN    ?=                      # run name under submissions/<challenge>/ (default: config name + time)
 CONFIG ?=                      # config file (default: configs/<challenge>/default.yaml)
 ARGS   ?=                      # extra arguments passed to the challenge recipe
+RUNS   ?= default                # MTL runs (names under submissions/mtl/) for make last-mile
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines lsd lsd-ablation bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines last-mile lsd lsd-ablation bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -53,6 +54,9 @@ mtl: $(STAMP)  ## Multi-Task Learning challenge end to end (DATA=... for the rea
 
 mtl-baselines: $(STAMP)  ## MTL quality table: baselines, single-task, backbones, weighting, AU graph
 	$(PY) -m challenges.mtl_baselines $(if $(strip $(DATA)),--data $(strip $(DATA))) $(ARGS)
+
+last-mile: $(STAMP)  ## table of each post-processing step's effect over MTL runs: RUNS="r1 r2 r3"
+	$(PY) -m challenges.last_mile --runs $(RUNS) $(ARGS)
 
 lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
 	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
     "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
+    "ensemble": ("ensemble", "average several runs' saved predictions into one validated submission"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 #: challenges with a LightningCLI: ``abaw <challenge> fit|validate|test|predict``

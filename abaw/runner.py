@@ -240,6 +240,16 @@ class Challenge:
         """Report entries comparing the run with the oracle ceiling (embedded data only)."""
         return {}
 
+    # -- saved predictions (abaw ensemble, challenges.last_mile) ---------------------------------
+    def validation_truth(self, data_root: Path) -> tuple[list[str], Any]:
+        """The validation images and their :class:`abaw.postprocess.Labels` (row-aligned),
+        which the post-processing of saved predictions is fitted on."""
+        raise AbawError(f"the {self.name} track has no post-processing of saved predictions")
+
+    def prediction_writer(self) -> Any:
+        """A prediction writer (:mod:`abaw.training.writer`) to write saved predictions."""
+        raise AbawError(f"the {self.name} track has no post-processing of saved predictions")
+
 
 # --- the steps --------------------------------------------------------------------------------
 
@@ -332,6 +342,7 @@ def build(run: Run) -> Any:
     args += ["--data.data_root", str(run.data_root),
              "--trainer.default_root_dir", str(run.run_dir)]
     args += run.challenge.cli_arguments(run) + list(run.args.overrides)
+    run.report["cli_arguments"] = args  # rebuilds the model later (challenges.last_mile)
     return build_cli(run.challenge.name, args,
                      prepare=lambda config: run.challenge.prepare_config(run, config))
 
@@ -376,6 +387,16 @@ def matched(predictions: Any, truth_names: Sequence[str], truth_path: Path) -> d
 
     rows = match_rows(predictions.images, truth_names, "the validation predictions", truth_path)
     return {k: v[rows] for k, v in predictions.arrays.items()}
+
+
+def save_validation_predictions(run: Run, validation: Any, test: Any) -> dict[str, str]:
+    """The raw validation predictions saved beside the test ones (``abaw ensemble`` and the
+    post-processing of saved predictions need both); returns both paths."""
+    from abaw.formats.predictions import VALIDATION_PREDICTIONS_FILE, save_predictions
+
+    path = save_predictions(run.sub_dir / VALIDATION_PREDICTIONS_FILE, validation.images,
+                            validation.arrays)
+    return {"validation": str(path), "test": str(test.written["predictions"])}
 
 
 def validate(run: Run, submission: Path) -> None:
@@ -430,6 +451,8 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
         test = predict(cli, checkpoint, "test", run_.sub_dir, post,
                        **challenge.writer_settings(run_))
         submission = test.written["submission"]
+        run_.report["postprocess"] = str(post)
+        run_.report["predictions"] = save_validation_predictions(run_, validation, test)
     with run_.steps.step("validate the submission"):
         validate(run_, submission)
     return finish(run_, submission)
