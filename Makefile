@@ -18,9 +18,10 @@ DATA   ?=                      # real-data root; empty = the embedded synthetic 
 RUN    ?=                      # run name under submissions/<challenge>/ (default: config name + time)
 CONFIG ?=                      # config file (default: configs/<challenge>/default.yaml)
 ARGS   ?=                      # extra arguments passed to the challenge recipe
+RUNS   ?= default                # MTL runs (names under submissions/mtl/) for make last-mile
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep lsd lsd-ablation va expr au bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation va expr au bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -56,6 +57,9 @@ mtl-baselines: $(STAMP)  ## MTL quality table (embedded data, 3 seeds a row): ba
 
 mtl-sweep: $(STAMP)  ## how the MTL default was chosen (embedded data, 3 seeds a row): resolution, backbone, lr, augmentation, weighting, EMA
 	$(PY) -m challenges.mtl_baselines --table sweep $(ARGS)
+
+last-mile: $(STAMP)  ## table of each post-processing step's effect over MTL runs: RUNS="r1 r2 r3"
+	$(PY) -m challenges.last_mile --runs $(RUNS) $(ARGS)
 
 lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
 	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
     "report": ("report", "(re)build report.html of finished runs from their saved files"),
     "compare": ("compare", "finished runs side by side: settings, scores, times (markdown)"),
+    "ensemble": ("ensemble", "average several runs' saved predictions into one validated submission"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 #: challenges with a LightningCLI: ``abaw <challenge> fit|validate|test|predict``

@@ -268,6 +268,16 @@ class Challenge:
         """Report entries comparing the run with the oracle ceiling (embedded data only)."""
         return {}
 
+    # -- saved predictions (abaw ensemble, challenges.last_mile) ---------------------------------
+    def validation_truth(self, data_root: Path) -> tuple[list[str], Any]:
+        """The validation images and their :class:`abaw.postprocess.Labels` (row-aligned),
+        which the post-processing of saved predictions is fitted on."""
+        raise AbawError(f"the {self.name} track has no post-processing of saved predictions")
+
+    def prediction_writer(self) -> Any:
+        """A prediction writer (:mod:`abaw.training.writer`) to write saved predictions."""
+        raise AbawError(f"the {self.name} track has no post-processing of saved predictions")
+
 
 # --- the steps --------------------------------------------------------------------------------
 
@@ -361,6 +371,7 @@ def build(run: Run) -> Any:
     args += ["--data.data_root", str(run.data_root),
              "--trainer.default_root_dir", str(run.run_dir)]
     args += run.challenge.cli_arguments(run) + list(run.args.overrides)
+    run.report["cli_arguments"] = args  # rebuilds the model later (challenges.last_mile)
     return build_cli(run.challenge.name, args,
                      prepare=lambda config: run.challenge.prepare_config(run, config))
 
@@ -407,6 +418,17 @@ def matched(predictions: Any, truth_names: Sequence[str], truth_path: Path) -> d
     return {k: v[rows] for k, v in predictions.arrays.items()}
 
 
+def save_validation_predictions(run: Run, validation: Any, test: Any) -> dict[str, str]:
+    """The raw validation predictions saved beside the test ones, with the validation truth
+    row for row where the data hold it (``abaw ensemble``, the post-processing of saved
+    predictions and ``report.html`` need no model then); returns both paths."""
+    from abaw.reports.files import save_validation
+
+    path = save_validation(run.sub_dir, run.challenge.name, run.data_root, validation.images,
+                           validation.arrays)
+    return {"validation": str(path), "test": str(test.written["predictions"])}
+
+
 def validate(run: Run, submission: Path) -> None:
     """``abaw validate``'s check against the official test list; problems stop the run."""
     from abaw.formats.submissions import validate_submission
@@ -418,16 +440,6 @@ def validate(run: Run, submission: Path) -> None:
     if problems:
         raise AbawError(f"{submission}: {len(problems)} problems; not a valid submission")
     print(f"OK: {submission} would be accepted")
-
-
-def save_validation_predictions(run: Run, predictions: Any) -> Path:
-    """The validation predictions (raw scores, keyed by image) with their truth, beside the
-    test predictions (:func:`abaw.reports.files.save_validation`): what ``report.html`` and
-    any later post-processing read, without the model."""
-    from abaw.reports.files import save_validation
-
-    return save_validation(run.sub_dir, run.challenge.name, run.data_root, predictions.images,
-                           predictions.arrays)
 
 
 def write_html_report(sub_dir: Path) -> Path | None:
@@ -475,7 +487,6 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     run_.report["checkpoint"] = str(checkpoint)
     with run_.steps.step("score validation (official metric)"):
         validation = challenge.predict_validation(run_, cli, checkpoint)
-        save_validation_predictions(run_, validation)
         run_.report.update(challenge.score_validation(run_, validation))
     with run_.steps.step("fit the post-processing on validation"):
         post, entries = challenge.fit_postprocess(run_, checkpoint)
@@ -483,6 +494,8 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     with run_.steps.step("predict the test list and write the submission"):
         test = challenge.predict_test(run_, cli, checkpoint, post)
         submission = test.written["submission"]
+        run_.report["postprocess"] = str(post)
+        run_.report["predictions"] = save_validation_predictions(run_, validation, test)
     with run_.steps.step("validate the submission"):
         validate(run_, submission)
     return finish(run_, submission)

@@ -1,21 +1,33 @@
-"""Per-AU threshold fitting and its JSON artefact (abaw.postprocess)."""
+"""The post-processing fitted on validation (abaw.postprocess, abaw.temporal): per-AU
+thresholds, expression biases, temporal smoothing, the split-half estimate and the JSON
+artefact, on tiny hand-checkable inputs."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
-from abaw.errors import FormatError
-from abaw.metrics import au_f1
+from abaw.errors import AbawError, FormatError
+from abaw.metrics import au_f1, expression_f1
 from abaw.postprocess import (
+    Labels,
+    PostProcess,
     apply_au_thresholds,
+    apply_expression_biases,
     default_postprocess_path,
+    evaluate,
     fit_au_thresholds,
+    fit_expression_biases,
+    fit_postprocess,
     load_postprocess,
     save_postprocess,
+    split_half_postprocess,
+    video_halves,
 )
+from abaw.temporal import gaussian_smooth, video_frames
 from abaw.vocab import AUS
 
 
@@ -91,3 +103,152 @@ def test_load_rejects_bad_files(tmp_path) -> None:
     with pytest.raises(FormatError):
         save_postprocess(tmp_path / "x.json", np.full(12, 1.5))
     assert not (tmp_path / "x.json").exists()
+
+
+# --- format version 2: biases and smoothing beside the thresholds --------------------------------
+
+
+def test_version_1_files_still_load_without_biases_or_smoothing(tmp_path) -> None:
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps({"format_version": 1, "au_thresholds": [0.25] * 12}))
+    post = PostProcess.load(path)
+    assert post.au_thresholds.tolist() == [0.25] * 12
+    assert post.expression_biases.tolist() == [0.0] * 8 and post.smoothing == {}
+
+
+def test_version_2_round_trip(tmp_path) -> None:
+    post = PostProcess(np.linspace(0.1, 0.9, 12), np.arange(8) * 0.25 - 1.0,
+                       {"va": 4.0, "au": 2.0})
+    path = save_postprocess(tmp_path / "pp.json", post, fitted_on="val", extra={"steps": ["x"]})
+    record = json.loads(path.read_text())
+    assert record["format_version"] == 2
+    assert record["smoothing_sigma"] == {"va": 4.0, "expr": 0.0, "au": 2.0}
+    again = PostProcess.load(path)
+    assert np.array_equal(again.au_thresholds, post.au_thresholds)
+    assert np.array_equal(again.expression_biases, post.expression_biases)
+    assert again.smoothing == {"va": 4.0, "au": 2.0}
+    assert load_postprocess(path)["steps"] == ["x"]
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"format_version": 3}, "format_version 3"),
+    ({"format_version": 2, "expression_biases": [0.0] * 7}, "expression_biases must be 8"),
+    ({"format_version": 2, "expression_biases": ["a"] * 8}, "expression_biases must be 8"),
+    ({"format_version": 2, "smoothing_sigma": {"va": -1}}, "smoothing_sigma"),
+    ({"format_version": 2, "smoothing_sigma": {"pose": 1}}, "smoothing_sigma"),
+    ({"format_version": 2, "smoothing_sigma": [1, 2]}, "smoothing_sigma"),
+    ({"format_version": 2, "expression_names": ["x"] * 8}, "expression_names"),
+    ({"format_version": 1}, "no 'au_thresholds'"),
+    ([1, 2], "not a JSON object"),
+])
+def test_bad_version_2_files_are_one_line_errors(tmp_path, entries, message) -> None:
+    path = tmp_path / "pp.json"
+    path.write_text(json.dumps(entries))
+    with pytest.raises(FormatError, match=message) as err:
+        load_postprocess(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_bad_json_is_one_line_on_the_command_line(tmp_path, capsys) -> None:
+    from abaw.cli import main
+    from abaw.formats.predictions import save_predictions
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("predictions.npz", "validation_predictions.npz"):
+        save_predictions(run / name, ["v/1.jpg"], {"va": np.zeros((1, 2))})
+    (run / "report.json").write_text('{"data": "x",\n "run": }')
+    assert main(["ensemble", str(run), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"abaw: error: {run / 'report.json'}: not valid JSON")
+    assert err.count("\n") == 1
+
+
+# --- expression biases ----------------------------------------------------------------------------
+
+
+def test_expression_biases_find_the_known_optimum() -> None:
+    # Neutral (0) rows at p0 = 0.9, Anger (1) rows at p0 = 0.6 / p1 = 0.4: argmax calls every
+    # row Neutral. Any offset b1 - b0 in (log 1.5, log 9) = (0.405, 2.197) separates them;
+    # coordinate ascent sets class 0 first, the grid value closest to 0 with F1 1 is -0.5
+    # (b0 = -0.25 gives 0.6 * e^-0.25 = 0.467 > 0.4: still wrong), then nothing else moves.
+    prob = np.zeros((4, 8))
+    prob[:2, :2] = [0.9, 0.1]
+    prob[2:, :2] = [0.6, 0.4]
+    truth = np.array([0, 0, 1, 1])
+    assert apply_expression_biases(prob).tolist() == [0, 0, 0, 0]
+    biases = fit_expression_biases(truth, prob)
+    assert biases.tolist() == [-0.5] + [0.0] * 7
+    assert apply_expression_biases(prob, biases).tolist() == [0, 0, 1, 1]
+    # unlabelled rows (-1) are ignored; none labelled: no offset
+    assert fit_expression_biases(np.full(4, -1), prob).tolist() == [0.0] * 8
+
+
+def test_expression_biases_never_lower_the_macro_f1() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 8, 300)
+    prob = rng.dirichlet(np.ones(8), 300)
+    prob[np.arange(300), truth] += 0.3 * (truth < 4)  # classes 4-7 under-predicted
+    prob /= prob.sum(axis=1, keepdims=True)
+    before = expression_f1(truth, apply_expression_biases(prob))[0]
+    after = expression_f1(truth, apply_expression_biases(prob, fit_expression_biases(truth, prob)))[0]
+    assert after > before
+
+
+# --- temporal smoothing ---------------------------------------------------------------------------
+
+
+def test_smoothing_leaves_a_constant_sequence_unchanged() -> None:
+    images = [f"v/{f:05d}.jpg" for f in (1, 2, 3, 7, 8, 30)]
+    videos, frames = video_frames(images)
+    values = np.tile([0.25, -0.5, 0.125], (6, 1))
+    for sigma in (0.0, 1.0, 4.0, 100.0):
+        assert np.allclose(gaussian_smooth(values, videos, frames, sigma), values, rtol=0,
+                           atol=1e-15)
+
+
+def test_smoothing_never_mixes_two_videos() -> None:
+    # two videos with the same frame numbers, interleaved rows: each keeps its own constant
+    images = [f"{v}/{f:05d}.jpg" for f in range(1, 6) for v in ("a", "b")]
+    videos, frames = video_frames(images)
+    values = np.where(videos == 0, 1.0, -1.0)
+    smoothed = gaussian_smooth(values, videos, frames, 50.0)
+    assert smoothed.tolist() == values.tolist()
+
+
+def test_smoothing_uses_frame_numbers_not_rows() -> None:
+    # frames 1, 2, 5 of one video (rows in another order); sigma 1 reaches 3 frames
+    images = ["v/00005.jpg", "v/00001.jpg", "v/00002.jpg"]
+    videos, frames = video_frames(images)
+    values = np.array([6.0, 0.0, 3.0])
+    smoothed = gaussian_smooth(values, videos, frames, 1.0)
+    e1, e4 = math.exp(-0.5), math.exp(-4.5)  # distances 1 and 3
+    assert smoothed[2] == pytest.approx((3.0 + 0.0 * e1 + 6.0 * e4) / (1 + e1 + e4), abs=1e-12)
+    assert smoothed[1] == pytest.approx((0.0 + 3.0 * e1) / (1 + e1), abs=1e-12)  # 5 is 4 away
+    assert smoothed[0] == pytest.approx((6.0 + 3.0 * e4) / (1 + e4), abs=1e-12)
+    # a gap longer than 3 sigma is never bridged
+    assert gaussian_smooth(values, videos, frames, 0.3).tolist() == values.tolist()
+
+
+def test_smoothing_needs_video_frame_names() -> None:
+    with pytest.raises(AbawError, match="not a <video>/<frame>.jpg"):
+        video_frames(["v/frame_one.jpg"])
+
+
+def test_fit_chooses_smoothing_that_helps_and_split_half_runs() -> None:
+    # a slowly varying valence seen through per-frame noise: smoothing must be chosen for VA
+    rng = np.random.default_rng(0)
+    images = [f"v{v}/{f:05d}.jpg" for v in range(4) for f in range(1, 201, 2)]
+    t = np.arange(len(images)) % 100
+    truth_va = np.stack([np.sin(t / 15.0), np.cos(t / 15.0)], axis=1) * 0.8
+    truth = Labels(va=truth_va)
+    arrays = {"va": np.clip(truth_va + rng.normal(0, 0.4, truth_va.shape), -1, 1)}
+    post = fit_postprocess(images, truth, arrays)
+    assert post.smoothing["va"] > 0
+    raw = evaluate(truth, PostProcess().decide(images, arrays))["score"]
+    assert evaluate(truth, post.decide(images, arrays))["score"] > raw
+    estimate = split_half_postprocess(images, truth, arrays)
+    assert raw < estimate["score"] <= 1.0
+    assert video_halves(images).tolist() == [v % 2 == 0 for v in range(4) for _ in range(100)]
+    # no smoothing step: sigma stays 0
+    assert fit_postprocess(images, truth, arrays, ("thresholds",)).smoothing == {}

@@ -17,7 +17,7 @@ from abaw.cli import main
 from abaw.errors import AbawError
 from abaw.formats.submissions import read_lsd_labels, read_mtl_submission
 from abaw.lsd.occlusion import OcclusionRule
-from abaw.postprocess import default_postprocess_path, save_postprocess
+from abaw.postprocess import PostProcess, default_postprocess_path, save_postprocess
 from abaw.training.writer import LsdPredictionWriter, MtlPredictionWriter, order_rows
 from abaw.vocab import NUM_AUS, SUBMISSION_FILE
 from tests.lsd_fixtures import TEST_DIR, TEST_SIZE, make_lsd_data
@@ -45,7 +45,7 @@ def test_mtl_writer_expands_to_the_test_list_with_repeats(tmp_path: Path) -> Non
               "au_prob": np.tile([[0.2], [0.7]], (1, NUM_AUS))}
     thresholds = np.full(NUM_AUS, 0.5)
     thresholds[0] = 0.1  # AU1 on for both images
-    result = MtlPredictionWriter().finish(images, arrays, thresholds,
+    result = MtlPredictionWriter().finish(images, arrays, PostProcess(thresholds),
                                           ["v/2.jpg", "v/1.jpg", "v/2.jpg"], tmp_path)
     sub = read_mtl_submission(result.written["submission"])
     assert sub.images == ["v/2.jpg", "v/1.jpg", "v/2.jpg"]

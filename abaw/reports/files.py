@@ -25,7 +25,6 @@ Anything but ``report.json`` may be missing; :attr:`RunFiles.missing` says why f
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -36,12 +35,12 @@ import numpy as np
 
 from abaw import vocab
 from abaw.errors import AbawError, FormatError
-from abaw.fileio import atomic_write_bytes
+from abaw.formats.predictions import TRUTH_PREFIX, VALIDATION_PREDICTIONS_FILE
 
 REPORT_FILE = "report.json"
 HTML_FILE = "report.html"
-VALIDATION_PREDICTIONS = "validation_predictions.npz"
-TRUTH_PREFIX = "truth_"
+#: the saved validation predictions (with their truth), beside ``report.json``
+VALIDATION_PREDICTIONS = VALIDATION_PREDICTIONS_FILE
 
 __all__ = ["HTML_FILE", "REPORT_FILE", "VALIDATION_PREDICTIONS", "RunFiles", "load_run",
            "read_report", "save_validation", "validation_truth"]
@@ -273,9 +272,11 @@ def save_validation(sub_dir: Path, track: str, data_root: Path | None, images: l
                     arrays: dict[str, np.ndarray]) -> Path:
     """Write :data:`VALIDATION_PREDICTIONS` into ``sub_dir``: ``images``, the raw arrays and,
     where ``data_root`` holds the track's validation truth, ``truth_*`` row for row."""
+    from abaw.formats.predictions import save_predictions
+
     out = {"images": np.asarray(images, dtype=str), **arrays}
     if data_root is not None:
         out = validation_truth(track, data_root, out)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in out.items()})
-    return atomic_write_bytes(sub_dir / VALIDATION_PREDICTIONS, buffer.getvalue())
+    names = out.pop("images")
+    return save_predictions(sub_dir / VALIDATION_PREDICTIONS, list(names),
+                            {k: np.asarray(v) for k, v in out.items()})

@@ -2,10 +2,12 @@
 
 Steps (:func:`abaw.runner.run`): embedded data (unless ``--data``) → train the config
 (resuming ``last.ckpt``) → predict the validation set and score it with the official P_MTL,
-AUs at 0.5 → fit per-AU thresholds on validation (F1 at 0.5 and tuned both reported), saved
-as ``<checkpoint>.postprocess.json`` → predict the test list with them → write and validate
-the submission → summary table and ``report.json``; on the embedded data also the true test
-score and the fraction of the oracle ceiling.
+AUs at 0.5 → fit the post-processing on validation (:mod:`abaw.postprocess`: per-AU
+thresholds, expression biases, temporal smoothing; ``--post`` picks the steps), reported
+before and after and as a split-half estimate, saved as ``<checkpoint>.postprocess.json`` →
+predict the test list with it → write and validate the submission → summary table and
+``report.json``; on the embedded data also the true test score and the fraction of the
+oracle ceiling.
 
 Real data: ``make mtl DATA=/path/to/abaw4_mtl`` (the folder holding
 ``training_set_annotations.txt``, ``validation_set_annotations.txt``,
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from abaw import vocab
+from abaw.errors import AbawError
 from abaw.runner import Challenge, Run, matched, oracle
 from abaw.scoring import score_mtl
 
@@ -35,6 +38,11 @@ def terms(score: dict) -> list[float]:
     return [score[k] for k in TERMS]
 
 
+def mtl_terms(score: dict) -> dict[str, float]:
+    """:func:`abaw.postprocess.evaluate`'s scores (all three tasks) under the MTL names."""
+    return {"P_MTL": score["score"], **{k: score[k] for k in TERMS[1:]}}
+
+
 class Mtl(Challenge):
     name = "mtl"
     description = __doc__.split("\n\n")[0]
@@ -46,7 +54,17 @@ class Mtl(Challenge):
     table_header = ("MTL", "P_MTL", "CCC_V", "CCC_A", "F1_EXPR", "F1_AU")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--no-tune", action="store_true", help="keep AU thresholds at 0.5")
+        parser.add_argument("--post", default="thresholds,biases,smoothing",
+                            help="post-processing steps fitted on validation: a comma list of "
+                                 "thresholds (per AU), biases (expression), smoothing (per "
+                                 "task, within videos), or none (default: all three)")
+        parser.add_argument("--no-tune", action="store_true",
+                            help="raw decisions: AU at 0.5, argmax, no smoothing (= --post none)")
+
+    def check(self, run: Run) -> None:
+        from abaw.postprocess import parse_steps
+
+        parse_steps(run.args.post)
 
     def cli_arguments(self, run: Run) -> list[str]:
         if run.args.test_images:
@@ -69,25 +87,60 @@ class Mtl(Challenge):
         return {"validation_at_0.5": score}
 
     def fit_postprocess(self, run: Run, checkpoint: Path) -> tuple[Path, dict]:
-        from abaw.metrics import mtl_score
         from abaw.postprocess import (
-            apply_au_thresholds,
+            Labels,
+            PostProcess,
             default_postprocess_path,
-            fit_au_thresholds,
+            evaluate,
+            fit_postprocess,
+            parse_steps,
             save_postprocess,
+            split_half,
+            split_half_postprocess,
         )
 
         path, truth, arrays = run.validation
-        au_prob = arrays["au_prob"]
-        thresholds = (np.full(vocab.NUM_AUS, 0.5) if run.args.no_tune
-                      else fit_au_thresholds(truth.aus, au_prob))
-        post = save_postprocess(default_postprocess_path(checkpoint), thresholds,
-                                au_true=truth.aus, au_prob=au_prob, fitted_on=str(path))
-        tuned = mtl_score(truth.va, arrays["va"], truth.expression, arrays["expr_prob"].argmax(1),
-                          truth.aus, apply_au_thresholds(au_prob, thresholds)).as_dict()
-        print(f"thresholds → {post}: {np.round(thresholds, 2).tolist()}")
-        run.rows.append(["validation (tuned AU thresholds)", *terms(tuned)])
-        return post, {"au_thresholds": thresholds.tolist(), "validation_tuned": tuned}
+        steps = () if run.args.no_tune else parse_steps(run.args.post)
+        images, labels = list(truth.images), Labels.from_annotations(truth)
+        post = fit_postprocess(images, labels, arrays, steps)
+        tuned = mtl_terms(evaluate(labels, post.decide(images, arrays)))
+        entries: dict[str, Any] = {
+            "postprocess_steps": list(steps), "au_thresholds": post.au_thresholds.tolist(),
+            "expression_biases": post.expression_biases.tolist(),
+            "smoothing_sigma": post.record()["smoothing_sigma"], "validation_tuned": tuned}
+        try:
+            entries["split_half"] = {
+                "raw": mtl_terms(split_half(images, labels, lambda fit, rows: PostProcess(
+                    ).decide([images[i] for i in rows], {k: v[rows] for k, v in arrays.items()}))),
+                "tuned": mtl_terms(split_half_postprocess(images, labels, arrays, steps))}
+        except AbawError as err:  # a single validation video
+            print(f"no split-half estimate: {err}")
+        saved = save_postprocess(default_postprocess_path(checkpoint), post, fitted_on=str(path),
+                                 extra={"steps": list(steps), **{
+                                     k: entries[k] for k in ("validation_tuned", "split_half")
+                                     if k in entries}})
+        print(f"post-processing ({', '.join(steps) or 'none'}) → {saved}: AU thresholds "
+              f"{np.round(post.au_thresholds, 2).tolist()}, expression biases "
+              f"{post.expression_biases.tolist()}, smoothing sigma {post.smoothing or 'none'}")
+        run.rows.append([f"validation (post-processed: {', '.join(steps) or 'none'})",
+                         *terms(tuned)])
+        if "split_half" in entries:
+            run.rows.append(["split-half (AU at 0.5)", *terms(entries["split_half"]["raw"])])
+            run.rows.append(["split-half (post-processed)",
+                             *terms(entries["split_half"]["tuned"])])
+        return saved, entries
+
+    def validation_truth(self, data_root: Path) -> tuple[list[str], Any]:
+        from abaw.formats.readers import read_mtl_annotations
+        from abaw.postprocess import Labels
+
+        truth = read_mtl_annotations(data_root / vocab.MTL_VAL_FILE)
+        return list(truth.images), Labels.from_annotations(truth)
+
+    def prediction_writer(self) -> Any:
+        from abaw.training.writer import MtlPredictionWriter
+
+        return MtlPredictionWriter()
 
     def test_rows(self, run: Run, test: dict) -> list[list[Any]]:
         ceiling = oracle(run.synth)["mtl"]["test"]

@@ -12,13 +12,18 @@ A subclass (:class:`~abaw.training.mtl_module.MtlModule`,
 - hyper-parameters ``lr``, ``weight_decay``, ``layer_decay``, ``warmup_fraction``,
   ``min_lr_ratio`` and ``freeze_backbone_epochs`` (see :mod:`abaw.training.optim`).
 
+``predict_step`` is shared: the subclass's :meth:`~ChallengeModule.predict_outputs` (a dict
+of per-image probabilities / values) averaged over the image and its test-time views
+(:data:`TTA_VIEWS`, set as ``predict_tta`` by the prediction writer's ``tta``), plus the
+dataset ``index``.
+
 A ``None`` batch (every image of it unreadable, :func:`abaw.data.loaders.collate_skip_unreadable`)
 is skipped by every step. ``<prefix>/loss`` is logged per evaluation step (``sync_dist``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -30,9 +35,17 @@ from abaw.training.optim import FreezeBackbone, adamw_warmup_cosine
 
 Batch = dict[str, torch.Tensor]
 
+#: test-time views of a normalised (B, C, H, W) image batch, by name
+TTA_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "hflip": lambda images: images.flip(-1),
+}
+
 
 class ChallengeModule(pl.LightningModule):
     """Base class of the challenge modules (see the module docstring for the contract)."""
+
+    #: test-time views averaged by predict_step (names of TTA_VIEWS; set by the writer)
+    predict_tta: tuple[str, ...] = ()
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.net(images)
@@ -54,6 +67,22 @@ class ChallengeModule(pl.LightningModule):
     def no_weight_decay_names(self) -> set[str]:
         """Parameter names (beyond biases, norms, embeddings) kept out of weight decay."""
         return set()
+
+    def predict_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image outputs of a batch, each (B, ...), that may be averaged over views."""
+        raise NotImplementedError
+
+    def predict_step(self, batch: Batch | None, batch_idx: int,
+                     dataloader_idx: int = 0) -> dict[str, torch.Tensor] | None:
+        if batch is None:
+            return None
+        images = batch["image"]
+        views = [self.predict_outputs(images)]
+        views += [self.predict_outputs(TTA_VIEWS[name](images)) for name in self.predict_tta]
+        result = {key: torch.stack([view[key] for view in views]).mean(dim=0)
+                  for key in views[0]}
+        result["index"] = batch["index"]
+        return result
 
     # -- steps ----------------------------------------------------------------------------------
     def training_step(self, batch: Batch | None, batch_idx: int) -> torch.Tensor | None:

@@ -204,10 +204,9 @@ class LsdModule(ChallengeModule):
             save_confusion_matrix(path, rows[0], rows[1], LSD_CLASSES,
                                   title=f"{prefix} epoch {self.current_epoch}")
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int,
-                     dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        out = self(batch["image"])
-        result = {"expr_prob": torch.softmax(out["expr"].float(), dim=1), "index": batch["index"]}
+    def predict_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self(images)
+        result = {"expr_prob": torch.softmax(out["expr"].float(), dim=1)}
         if self.occlusion_active:
             result["occlusion_prob"] = torch.sigmoid(out["occlusion"].float())
             if "expr_occluded" in out:

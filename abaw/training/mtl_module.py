@@ -21,6 +21,7 @@ Conventions:
   ``min_lr_ratio · lr`` (:mod:`abaw.training.optim`); steps and hooks shared with the LSD
   module come from :class:`abaw.training.base.ChallengeModule`;
 - ``predict_step`` returns ``va`` (B, 2) in [-1, 1], ``expr_prob`` (B, 8), ``au_prob`` (B, 12)
+  (each the mean over the test-time views, :class:`~abaw.training.base.ChallengeModule`)
   and the dataset ``index``. A model trained on a subset of tasks predicts neutral values for
   the others (VA 0, uniform expression, AU probability 0).
 """
@@ -242,14 +243,13 @@ class MtlModule(ChallengeModule):
         self.log_dict({f"{prefix}/{k}": values[k].float() for k in METRIC_KEYS if k != "P_MTL"})
         metric.reset()
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int,
-                     dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        out = self(batch["image"])
-        full = self._full_outputs(out, batch["image"].shape[0])
+    def predict_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self(images)
+        full = self._full_outputs(out, images.shape[0])
         expr_prob = (torch.softmax(full["expr"], dim=1) if "expr" in out
                      else torch.full_like(full["expr"], 1.0 / NUM_EXPRESSIONS))
         return {"va": full["va"].clamp(-1.0, 1.0), "expr_prob": expr_prob,
-                "au_prob": full["au_prob"], "index": batch["index"]}
+                "au_prob": full["au_prob"]}
 
     # -- optimisation ---------------------------------------------------------------------------
     def no_weight_decay_names(self) -> set[str]:

@@ -12,12 +12,16 @@ What :class:`PredictionWriter` does for every challenge, in this order:
 3. **post-process**: the challenge's fitted post-processing (a JSON artefact) is loaded from
    ``postprocess`` or, by default, from ``<ckpt_path><POSTPROCESS_SUFFIX>`` beside the
    checkpoint being evaluated, when that file exists (``auto_postprocess=False`` turns the
-   default off: raw decisions);
+   default off: raw decisions); the saved arrays stay the raw ones;
 4. **expand** to the official test list (``predict_split="test"``): one row per list entry, in
    list order, repeats re-using their image's prediction; ``"val"`` keeps the dataset rows;
 5. **write** ``predictions.npz`` (the distinct images and every array) and ``submission.txt``
    into ``output_dir`` (default: the trainer's log directory); ``output_dir=""`` writes
    nothing. The result stays in memory as :attr:`PredictionWriter.result` (rank 0).
+
+Test-time augmentation: ``tta`` (e.g. ``submission.tta: [hflip]``) names extra views of
+each image (:data:`abaw.training.base.TTA_VIEWS`); the module averages its outputs over the
+original and those views (probabilities and VA alike) before anything is written.
 
 A subclass sets ``POSTPROCESS_SUFFIX`` and implements :meth:`~PredictionWriter.load_postprocess`,
 :meth:`~PredictionWriter.decide` (arrays + post-processing → the submission's columns, one
@@ -26,7 +30,6 @@ row per image) and :meth:`~PredictionWriter.write_submission`.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +40,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from abaw.errors import AbawError
-from abaw.fileio import atomic_write_bytes, check_writable_folder
+from abaw.errors import AbawError, ConfigError
+from abaw.fileio import check_writable_folder
+from abaw.formats.predictions import save_predictions
 from abaw.formats.readers import read_occlusion_csv
 from abaw.formats.writers import (
     write_lsd_submission,
@@ -46,8 +50,9 @@ from abaw.formats.writers import (
     write_per_video_submission,
 )
 from abaw.lsd.occlusion import OcclusionRule
-from abaw.postprocess import POSTPROCESS_SUFFIX, apply_au_thresholds, load_postprocess
-from abaw.vocab import PREDICTIONS_FILE, SUBMISSION_FILE
+from abaw.postprocess import POSTPROCESS_SUFFIX, PostProcess
+from abaw.training.base import TTA_VIEWS
+from abaw.vocab import NUM_AUS, PREDICTIONS_FILE, SUBMISSION_FILE
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +88,19 @@ class PredictionWriter(BasePredictionWriter):
         postprocess: post-processing JSON; default ``<ckpt_path><POSTPROCESS_SUFFIX>`` when
             it exists.
         auto_postprocess: look for the JSON beside the checkpoint when ``postprocess`` is unset.
+        tta: test-time augmentations averaged with the original image (``[hflip]``; none
+            by default).
     """
 
     POSTPROCESS_SUFFIX: str = ""
 
     def __init__(self, output_dir: str | None = None, postprocess: str | None = None,
-                 auto_postprocess: bool = True) -> None:
+                 auto_postprocess: bool = True, tta: list[str] | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output_dir = output_dir
         self.postprocess = postprocess
         self.auto_postprocess = auto_postprocess
+        self.tta = tta
         #: the last prediction run's result (rank 0 only)
         self.result: Predictions | None = None
 
@@ -101,6 +109,17 @@ class PredictionWriter(BasePredictionWriter):
         files can be written into: an error now, not after the whole prediction."""
         if stage == "predict" and self.output_dir and trainer.is_global_zero:
             check_writable_folder(self.output_dir)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Hand the test-time augmentations to the module's ``predict_step``."""
+        tta = tuple(self.tta or ())
+        unknown = [name for name in tta if name not in TTA_VIEWS]
+        if unknown:
+            raise ConfigError(f"submission.tta: unknown view {unknown[0]!r} (known: "
+                              f"{list(TTA_VIEWS)})")
+        pl_module.predict_tta = tta
+        if tta:
+            log.info("test-time augmentation: the mean over the image and %s", ", ".join(tta))
 
     # -- what a challenge defines -----------------------------------------------------------------
     def load_postprocess(self, path: Path | None) -> Any:
@@ -157,10 +176,8 @@ class PredictionWriter(BasePredictionWriter):
             names = list(test_list)
         written: dict[str, Path] = {}
         if output_dir is not None:
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, images=np.asarray(images, dtype=str), **arrays)
-            written["predictions"] = atomic_write_bytes(output_dir / PREDICTIONS_FILE,
-                                                        buffer.getvalue())
+            written["predictions"] = save_predictions(output_dir / PREDICTIONS_FILE, images,
+                                                      arrays)
             written["submission"] = self.write_submission(
                 output_dir / SUBMISSION_FILE, names, {k: v[rows] for k, v in decided.items()},
                 test_list)
@@ -213,10 +230,12 @@ def order_rows(arrays: dict[str, np.ndarray],
 
 
 class MtlPredictionWriter(PredictionWriter):
-    """MTL: VA as predicted, expression = argmax, AU = 1 where ``au_prob >= threshold``.
+    """MTL: the decisions of :class:`abaw.postprocess.PostProcess`: VA (smoothed within each
+    video), expression = argmax of the log-probabilities plus the per-class biases, AU = 1
+    where the (smoothed) ``au_prob >= threshold``.
 
-    The thresholds come from the post-processing JSON (:func:`abaw.postprocess.save_postprocess`,
-    per AU) or are ``au_threshold`` for every AU.
+    The fitted numbers come from the post-processing JSON (:func:`abaw.postprocess.save_postprocess`);
+    without one: no smoothing, plain argmax, ``au_threshold`` for every AU.
 
     Args:
         au_threshold: the AU threshold when no post-processing file is used.
@@ -225,21 +244,23 @@ class MtlPredictionWriter(PredictionWriter):
     POSTPROCESS_SUFFIX = POSTPROCESS_SUFFIX
 
     def __init__(self, output_dir: str | None = None, postprocess: str | None = None,
-                 auto_postprocess: bool = True, au_threshold: float = 0.5) -> None:
-        super().__init__(output_dir, postprocess, auto_postprocess)
+                 auto_postprocess: bool = True, tta: list[str] | None = None,
+                 au_threshold: float = 0.5) -> None:
+        super().__init__(output_dir, postprocess, auto_postprocess, tta)
         self.au_threshold = au_threshold
 
-    def load_postprocess(self, path: Path | None) -> np.ndarray | float:
+    def load_postprocess(self, path: Path | None) -> PostProcess:
         if path is None:
             log.info("AU decisions at threshold %.3g", self.au_threshold)
-            return self.au_threshold
-        log.info("AU decisions with the per-AU thresholds of %s", path)
-        return load_postprocess(path)["au_thresholds"]
+            return PostProcess(np.full(NUM_AUS, float(self.au_threshold)))
+        post = PostProcess.load(path)
+        log.info("decisions with the post-processing of %s (smoothing sigma %s)", path,
+                 post.smoothing or "none")
+        return post
 
     def decide(self, images: list[str], arrays: dict[str, np.ndarray],
-               post: np.ndarray | float) -> dict[str, np.ndarray]:
-        return {"va": arrays["va"], "expression": arrays["expr_prob"].argmax(axis=1),
-                "aus": apply_au_thresholds(arrays["au_prob"], post)}
+               post: PostProcess) -> dict[str, np.ndarray]:
+        return post.decide(images, arrays)
 
     def write_submission(self, path: Path, names: list[str], columns: dict[str, np.ndarray],
                          test_list: list[str] | None) -> Path:
@@ -303,8 +324,9 @@ class LsdPredictionWriter(PredictionWriter):
     POSTPROCESS_SUFFIX = ".occlusion_rule.json"
 
     def __init__(self, output_dir: str | None = None, postprocess: str | None = None,
-                 auto_postprocess: bool = True, occlusion_csv: str | None = None) -> None:
-        super().__init__(output_dir, postprocess, auto_postprocess)
+                 auto_postprocess: bool = True, tta: list[str] | None = None,
+                 occlusion_csv: str | None = None) -> None:
+        super().__init__(output_dir, postprocess, auto_postprocess, tta)
         self.occlusion_csv = occlusion_csv
 
     def load_postprocess(self, path: Path | None) -> OcclusionRule:
