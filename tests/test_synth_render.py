@@ -160,3 +160,27 @@ def test_contact_sheet_has_a_row_per_expression_and_per_au():
     first = sheet[row:row + CELL, LABEL_W:LABEL_W + CELL].astype(int)
     last = sheet[row:row + CELL, LABEL_W + 4 * CELL:LABEL_W + 5 * CELL].astype(int)
     assert np.abs(first - last).sum() > 0
+
+
+def test_hand_drawing_is_deterministic_and_boxed_tightly():
+    """On a black canvas the hand's shadow changes nothing, so the changed pixels are the
+    hand and its forearm. Fingers up: the forearm leaves through the bottom, and every changed
+    pixel above the box's bottom edge is inside the box (1 px of anti-aliasing), which the
+    drawn fingers and thumb reach on its top, left and right sides."""
+    from abaw.synth.hands import draw_hand
+
+    hand = Hand("mouth", 30.0, 0.0)
+    skin = (120, 150, 200)
+    first, second = (np.zeros((224, 224, 3), np.uint8) for _ in range(2))
+    box = draw_hand(first, np.array([112.0, 100.0]), hand, skin, 1.0)
+    assert draw_hand(second, np.array([112.0, 100.0]), hand, skin, 1.0) == box
+    assert first.tobytes() == second.tobytes()
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(first.any(axis=2))
+    above = ys < int(y1)
+    assert xs[above].min() >= int(x0) - 1 and xs[above].max() <= int(np.ceil(x1)) + 1
+    assert ys.min() >= int(y0) - 1
+    assert abs(ys.min() - y0) <= 2 and abs(xs[above].min() - x0) <= 2 and abs(xs[above].max() - x1) <= 2
+    assert ys.max() == 223  # the forearm runs out of the frame
+    inside = first[int(y0):int(y1), int(x0):int(x1)].any(axis=2).mean()
+    assert inside > 0.5  # a hand, not a stick figure: it fills most of its box

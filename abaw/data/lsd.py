@@ -120,7 +120,7 @@ def paste_hand(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x0, x1 = int(width * 0.45), max(int(width * 0.55), int(width * 0.45) + 1)
     skin = tuple(int(v) for v in np.median(image[y0:y1, x0:x1].reshape(-1, 3), axis=0))
     canvas = np.ascontiguousarray(image.copy())
-    draw_hand(canvas, anchor, hand, skin, min(height, width) / HAND_CANVAS)
+    draw_hand(canvas, anchor, hand, skin, min(height, width) / HAND_CANVAS, rgb=True)
     return canvas
 
 
