@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
     "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
+    "pretrain": ("pretrain", "self-supervised pre-training of a ViT encoder on face crops (mae)"),
     "report": ("report", "(re)build report.html of finished runs from their saved files"),
     "compare": ("compare", "finished runs side by side: settings, scores, times (markdown)"),
     "ensemble": ("ensemble", "average several runs' saved predictions into one validated submission"),
