@@ -457,8 +457,8 @@ class MaeCLI(RunCLI):
     """MAE pre-training: :class:`~abaw.training.mae_module.MaeModule` on
     :class:`~abaw.data.pretrain.PretrainDataModule`, best ``val/loss`` (mode min). There is
     one thing to do, fit, so no subcommand: ``--ckpt_path`` (``last`` resumes) is an argument
-    of its own. ``data.roots: null`` means the embedded synthetic data (generated under
-    ``data/synth`` on first use, as ``make mtl`` does)."""
+    of its own. ``abaw pretrain`` reads ``data.roots: null`` as the embedded synthetic data
+    (its ``prepare`` hook)."""
 
     MODEL = MaeModule
     DATAMODULE = PretrainDataModule
@@ -471,24 +471,18 @@ class MaeCLI(RunCLI):
                             help="resume from this checkpoint; 'last' = <run>/checkpoints/"
                                  "last.ckpt when there is one")
 
-    def before_instantiate_classes(self) -> None:
-        data = self.config.get("data")
-        if data is not None and not data.get("roots"):
-            from abaw.runner import ensure_synthetic_data
-
-            data["roots"] = [str(ensure_synthetic_data("default", 0))]
-        super().before_instantiate_classes()
-
 
 #: pre-training method -> its CLI class (``abaw pretrain <method> ...``)
 PRETRAIN_CLIS: dict[str, type[RunCLI]] = {"mae": MaeCLI}
 
 
-def run_pretrain(method: str, argv: list[str]) -> int:
+def run_pretrain(method: str, argv: list[str],
+                 prepare: Callable[[Any], None] | None = None) -> int:
     """``abaw pretrain <method> --config ... [overrides]``: fit; returns the exit status.
 
-    Errors as in :func:`run_lightning_cli`; the encoder is left in the run folder
-    (:data:`abaw.training.mae_module.ENCODER_FILE`).
+    ``prepare(config)`` may change the parsed config before instantiation (as in
+    :func:`build_cli`). Errors as in :func:`run_lightning_cli`; the encoder is left in the run
+    folder (:data:`abaw.training.mae_module.ENCODER_FILE`).
     """
     configure_logging()
     check_config_files(argv)
@@ -499,7 +493,7 @@ def run_pretrain(method: str, argv: list[str]) -> int:
             cli = cli_class(cli_class.MODEL, cli_class.DATAMODULE, args=list(argv), run=False,
                             seed_everything_default=DEFAULT_SEED,
                             save_config_kwargs={"overwrite": True},
-                            auto_configure_optimizers=False)
+                            auto_configure_optimizers=False, prepare=prepare)
     except SystemExit as exit_:  # --help, --print_config, argument errors
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
