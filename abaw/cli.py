@@ -8,7 +8,8 @@ Each subcommand lives in its own module under :mod:`abaw.commands` exposing two 
 ``abaw <challenge> fit|validate|test|predict`` (``abaw mtl fit --config ...``,
 ``abaw lsd predict ...``) goes to that challenge's LightningCLI in :mod:`abaw.training.cli`:
 the command names the challenge, nothing is guessed from a config file. ``abaw run
-<challenge>`` runs a whole recipe (:mod:`abaw.runner`).
+<challenge>`` runs a whole recipe (:mod:`abaw.runner`); ``abaw pretrain mae --config ...``
+pre-trains a ViT encoder (:func:`abaw.training.cli.run_pretrain`).
 
 Exit status: 0 success; 1 a check found problems (``abaw validate``) or nothing could be
 done (``abaw lsd superres`` where every image failed); 2 bad input: errors the toolkit knows

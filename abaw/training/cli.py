@@ -21,8 +21,14 @@ What both add to a plain LightningCLI (:class:`ChallengeCLI`):
   ``predictions.npz``;
 - a fixed seed (``seed_everything: 42``) and the optimiser defined by the module.
 
+:class:`RunCLI` holds what every abaw LightningCLI shares (run folder, checkpoints, linked
+``img_size``, one-line checkpoint errors); :class:`ChallengeCLI` adds the challenge check and
+the prediction writer; :class:`MaeCLI` (``abaw pretrain mae``) is MAE pre-training, which
+only fits, so it takes ``--ckpt_path`` without a subcommand and best ``val/loss`` is mode min.
+
 :func:`build_cli` parses a config once without running anything (``run=False``), for the
-runner (:mod:`abaw.runner`) and notebooks; :func:`run_lightning_cli` is the command line.
+runner (:mod:`abaw.runner`) and notebooks; :func:`run_lightning_cli` is the command line,
+:func:`run_pretrain` that of pre-training.
 
 Examples::
 

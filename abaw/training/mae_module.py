@@ -167,6 +167,8 @@ class MaeModule(pl.LightningModule):
         scale = max(1, 128 // images.shape[-1])
         grid = preview_grid([masked, reconstruction, images], scale=scale)
         ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB array
+            raise RuntimeError("OpenCV could not encode the preview PNG")
         path = self.run_dir / PREVIEW_DIR / f"epoch_{self.current_epoch:03d}.png"
         return atomic_write_bytes(path, png.tobytes())
 
