@@ -180,6 +180,7 @@ def test_images_are_deduplicated_by_content_across_roots(tmp_path) -> None:
     b = write_images(tmp_path / "b" / "video1", 3, seed=1, prefix="frame")
     shutil.copy(a[0], tmp_path / "b" / "video1" / "copy_of_a0.png")  # same bytes, new name
     (tmp_path / "b" / "notes.txt").write_text("not an image")
+    (tmp_path / "b" / "loop").symlink_to(tmp_path / "b")  # a link loop ends, read once
     roots = [tmp_path / "a", tmp_path / "b", tmp_path / "a"]  # a root given twice
     paths, hashes, duplicates = collect_images(roots)
     assert paths == [*a, *b]  # root order, then path order; the first copy kept

@@ -50,14 +50,21 @@ UnreadablePolicy = Literal["skip", "error"]
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root`` (recursive, sorted, hidden entries skipped)."""
+    """Every image file under ``root`` (recursive, following folder links once each, sorted,
+    hidden entries skipped)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise AbawError(f"{root}: pre-training data root not found")
     if not root.is_dir():
         raise AbawError(f"{root}: pre-training data root is not a folder")
     found = []
+    visited: set[str] = set()  # real paths: a linked folder is read once, a link loop ends
     for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in files
                   if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
