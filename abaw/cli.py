@@ -8,7 +8,8 @@ Each subcommand lives in its own module under :mod:`abaw.commands` exposing two 
 ``abaw <challenge> fit|validate|test|predict`` (``abaw mtl fit --config ...``,
 ``abaw lsd predict ...``) goes to that challenge's LightningCLI in :mod:`abaw.training.cli`:
 the command names the challenge, nothing is guessed from a config file. ``abaw run
-<challenge>`` runs a whole recipe (:mod:`abaw.runner`).
+<challenge>`` runs a whole recipe (:mod:`abaw.runner`); ``abaw pretrain mae --config ...``
+pre-trains a ViT encoder (:func:`abaw.training.cli.run_pretrain`).
 
 Exit status: 0 success; 1 a check found problems (``abaw validate``) or nothing could be
 done (``abaw lsd superres`` where every image failed); 2 bad input: errors the toolkit knows
@@ -34,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("assets", "list / fetch the offline pretrained-weight assets (checksummed cache)"),
     "lsd": ("lsd", "LSD steps: super-resolution (superres) and hand-occlusion detection (hands)"),
     "run": ("run", "a challenge end to end: train, score, tune, write and validate the submission"),
+    "pretrain": ("pretrain", "self-supervised pre-training of a ViT encoder on face crops (mae)"),
     "report": ("report", "(re)build report.html of finished runs from their saved files"),
     "compare": ("compare", "finished runs side by side: settings, scores, times (markdown)"),
     "ensemble": ("ensemble", "average several runs' saved predictions into one validated submission"),

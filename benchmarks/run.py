@@ -19,6 +19,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("superres", "benchmarks.bench_superres"),
     ("training", "benchmarks.bench_training"),
     ("loader", "benchmarks.bench_loader"),
+    ("pretrain", "benchmarks.bench_pretrain"),
 ]
 
 

@@ -21,8 +21,14 @@ What both add to a plain LightningCLI (:class:`ChallengeCLI`):
   ``predictions.npz``;
 - a fixed seed (``seed_everything: 42``) and the optimiser defined by the module.
 
+:class:`RunCLI` holds what every abaw LightningCLI shares (run folder, checkpoints, linked
+``img_size``, one-line checkpoint errors); :class:`ChallengeCLI` adds the challenge check and
+the prediction writer; :class:`MaeCLI` (``abaw pretrain mae``) is MAE pre-training, which
+only fits, so it takes ``--ckpt_path`` without a subcommand and best ``val/loss`` is mode min.
+
 :func:`build_cli` parses a config once without running anything (``run=False``), for the
-runner (:mod:`abaw.runner`) and notebooks; :func:`run_lightning_cli` is the command line.
+runner (:mod:`abaw.runner`) and notebooks; :func:`run_lightning_cli` is the command line,
+:func:`run_pretrain` that of pre-training.
 
 Examples::
 
@@ -41,11 +47,12 @@ import re
 import signal
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning import LightningDataModule, LightningModule
+from pytorch_lightning import LightningDataModule, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.trainer.states import TrainerStatus
@@ -53,10 +60,12 @@ from pytorch_lightning.trainer.states import TrainerStatus
 from abaw.data.lsd import LsdDataModule
 from abaw.data.mtl import MtlDataModule
 from abaw.data.per_video import PerVideoDataModule
+from abaw.data.pretrain import PretrainDataModule
 from abaw.errors import AbawError, ConfigError
 from abaw.fileio import is_device
 from abaw.log import configure_logging
 from abaw.training.lsd_module import LsdModule
+from abaw.training.mae_module import ENCODER_FILE, MaeModule
 from abaw.training.mtl_module import MtlModule
 from abaw.training.writer import (
     LsdPredictionWriter,
@@ -76,10 +85,11 @@ def checkpoint_dir(default_root_dir: str | os.PathLike[str] | None) -> str:
     return str(Path(default_root_dir or ".") / CHECKPOINT_DIR)
 
 
-def add_checkpoint_arguments(parser: LightningArgumentParser, monitor: str) -> None:
+def add_checkpoint_arguments(parser: LightningArgumentParser, monitor: str,
+                             mode: str = "max") -> None:
     """Two ModelCheckpoint callbacks writing to ``<default_root_dir>/checkpoints``.
 
-    ``checkpoint``: the best ``monitor`` (mode max). ``last_checkpoint``: ``last.ckpt``, rewritten
+    ``checkpoint``: the best ``monitor`` (``mode``: max for a score, min for a loss). ``last_checkpoint``: ``last.ckpt``, rewritten
     after every epoch (and every ``every_n_train_steps`` steps if set), which
     ``--ckpt_path last`` resumes from. Lightning's own ``save_last`` only writes ``last.ckpt``
     when the best checkpoint is written too, so after an epoch that did not improve, it would
@@ -88,7 +98,7 @@ def add_checkpoint_arguments(parser: LightningArgumentParser, monitor: str) -> N
     parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
     parser.set_defaults({
         "checkpoint.monitor": monitor,
-        "checkpoint.mode": "max",
+        "checkpoint.mode": mode,
         "checkpoint.save_top_k": 1,
         "checkpoint.filename": "best-epoch{epoch:03d}-step{step:06d}",
         "checkpoint.auto_insert_metric_name": False,
@@ -173,21 +183,18 @@ def state_dict_mismatch(err: RuntimeError, ckpt_path: object) -> ConfigError | N
         "data.tasks)")
 
 
-class ChallengeCLI(LightningCLI):
-    """What every challenge CLI shares (see the module docstring). A subclass sets the
-    challenge name, its module and datamodule classes, the monitored metric and the writer."""
+class RunCLI(LightningCLI):
+    """What every abaw LightningCLI shares: checkpoints and logs in the run folder, one
+    ``img_size``, a ``prepare`` hook, and one-line errors for bad checkpoints. A subclass sets
+    its module and datamodule classes and the monitored value."""
 
-    CHALLENGE: str = ""
     MODEL: type[LightningModule]
     DATAMODULE: type[LightningDataModule]
     MONITOR: str = ""
-    PREDICTION_WRITER: type[PredictionWriter]
+    MONITOR_MODE: str = "max"
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--challenge", type=str, default=self.CHALLENGE,
-                            help="which challenge a config is for (checked once parsed)")
-        add_checkpoint_arguments(parser, monitor=self.MONITOR)
-        parser.add_lightning_class_args(self.PREDICTION_WRITER, "submission")
+        add_checkpoint_arguments(parser, monitor=self.MONITOR, mode=self.MONITOR_MODE)
         parser.link_arguments("data.img_size", "model.img_size")
         # the logger writes inside the run folder too (any logger taking ``save_dir``)
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir")
@@ -203,27 +210,12 @@ class ChallengeCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
-        if config.get("challenge", self.CHALLENGE) != self.CHALLENGE:
-            raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; the config says "
-                              f"challenge: {config['challenge']} (use `abaw "
-                              f"{config['challenge']} ...`)")
         check_data_sizes(config.get("data") or {})
         if self.prepare is not None:
             self.prepare(config)
             # whatever the preparation drew from the global generators, the model starts
             # from the state the seed gives, as without it
             self._set_seed()
-
-    @property
-    def writer(self) -> PredictionWriter:
-        """The instantiated prediction writer (``submission.*``)."""
-        return next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter))
-
-    @property
-    def best_checkpoint_callback(self) -> ModelCheckpoint:
-        """The ``checkpoint.*`` callback (best ``MONITOR``)."""
-        return next(c for c in self.trainer.callbacks
-                    if isinstance(c, ModelCheckpoint) and c.monitor == self.MONITOR)
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the checkpoint's hyper-parameters here (torch.load, weights_only): a
@@ -247,20 +239,61 @@ class ChallengeCLI(LightningCLI):
                             "config's %r is ignored)", ckpt_path, key, after[key], before[key])
 
     def _run_subcommand(self, subcommand: str) -> None:
-        try:
+        with lightning_errors(self.trainer, self._subcommand_config().get("ckpt_path")):
             super()._run_subcommand(subcommand)
-        except RuntimeError as err:
-            mismatch = state_dict_mismatch(err, self._subcommand_config().get("ckpt_path"))
-            if mismatch is None:
-                raise
-            raise mismatch from None
-        except SystemExit:
-            # Lightning turns Ctrl-C into sys.exit(1) after its graceful shutdown (and leaves
-            # SIGINT ignored); an interrupt is exit status 130 everywhere in abaw
-            if self.trainer.state.status == TrainerStatus.INTERRUPTED:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                raise KeyboardInterrupt from None
+
+
+@contextmanager
+def lightning_errors(trainer: Trainer, ckpt_path: object) -> Iterator[None]:
+    """A checkpoint of another model as one :class:`ConfigError` line; Ctrl-C as
+    ``KeyboardInterrupt`` (exit status 130) after Lightning's graceful shutdown."""
+    try:
+        yield
+    except RuntimeError as err:
+        mismatch = state_dict_mismatch(err, ckpt_path)
+        if mismatch is None:
             raise
+        raise mismatch from None
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after its graceful shutdown (and leaves
+        # SIGINT ignored); an interrupt is exit status 130 everywhere in abaw
+        if trainer.state.status == TrainerStatus.INTERRUPTED:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
+
+
+class ChallengeCLI(RunCLI):
+    """What every challenge CLI shares (see the module docstring). A subclass sets the
+    challenge name, its module and datamodule classes, the monitored metric and the writer."""
+
+    CHALLENGE: str = ""
+    PREDICTION_WRITER: type[PredictionWriter]
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--challenge", type=str, default=self.CHALLENGE,
+                            help="which challenge a config is for (checked once parsed)")
+        super().add_arguments_to_parser(parser)
+        parser.add_lightning_class_args(self.PREDICTION_WRITER, "submission")
+
+    def before_instantiate_classes(self) -> None:
+        config = self._subcommand_config()
+        if config.get("challenge", self.CHALLENGE) != self.CHALLENGE:
+            raise ConfigError(f"this is the {self.CHALLENGE.upper()} CLI; the config says "
+                              f"challenge: {config['challenge']} (use `abaw "
+                              f"{config['challenge']} ...`)")
+        super().before_instantiate_classes()
+
+    @property
+    def writer(self) -> PredictionWriter:
+        """The instantiated prediction writer (``submission.*``)."""
+        return next(c for c in self.trainer.callbacks if isinstance(c, PredictionWriter))
+
+    @property
+    def best_checkpoint_callback(self) -> ModelCheckpoint:
+        """The ``checkpoint.*`` callback (best ``MONITOR``)."""
+        return next(c for c in self.trainer.callbacks
+                    if isinstance(c, ModelCheckpoint) and c.monitor == self.MONITOR)
 
 
 class MtlCLI(ChallengeCLI):
@@ -420,4 +453,62 @@ def run_lightning_cli(challenge: str, argv: list[str]) -> int:
     except SystemExit as exit_:  # --help, --print_config, argument errors
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
+    return 0
+
+
+# --- self-supervised pre-training: ``abaw pretrain mae --config ...`` --------------------------
+
+
+class MaeCLI(RunCLI):
+    """MAE pre-training: :class:`~abaw.training.mae_module.MaeModule` on
+    :class:`~abaw.data.pretrain.PretrainDataModule`, best ``val/loss`` (mode min). There is
+    one thing to do, fit, so no subcommand: ``--ckpt_path`` (``last`` resumes) is an argument
+    of its own. ``abaw pretrain`` reads ``data.roots: null`` as the embedded synthetic data
+    (its ``prepare`` hook)."""
+
+    MODEL = MaeModule
+    DATAMODULE = PretrainDataModule
+    MONITOR = "val/loss"
+    MONITOR_MODE = "min"
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="resume from this checkpoint; 'last' = <run>/checkpoints/"
+                                 "last.ckpt when there is one")
+
+
+#: pre-training method -> its CLI class (``abaw pretrain <method> ...``)
+PRETRAIN_CLIS: dict[str, type[RunCLI]] = {"mae": MaeCLI}
+
+
+def run_pretrain(method: str, argv: list[str],
+                 prepare: Callable[[Any], None] | None = None) -> int:
+    """``abaw pretrain <method> --config ... [overrides]``: fit; returns the exit status.
+
+    ``prepare(config)`` may change the parsed config before instantiation (as in
+    :func:`build_cli`). Errors as in :func:`run_lightning_cli`; the encoder is left in the run
+    folder (:data:`abaw.training.mae_module.ENCODER_FILE`).
+    """
+    configure_logging()
+    check_config_files(argv)
+    cli_class = PRETRAIN_CLIS[method]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter")
+            cli = cli_class(cli_class.MODEL, cli_class.DATAMODULE, args=list(argv), run=False,
+                            seed_everything_default=DEFAULT_SEED,
+                            save_config_kwargs={"overwrite": True},
+                            auto_configure_optimizers=False, prepare=prepare)
+    except SystemExit as exit_:  # --help, --print_config, argument errors
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    ckpt_path = cli.config.get("ckpt_path")
+    check_checkpoint_file(ckpt_path)
+    with lightning_errors(cli.trainer, ckpt_path):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    encoder = Path(cli.trainer.default_root_dir) / ENCODER_FILE
+    if encoder.is_file():
+        print(f"encoder: {encoder} (fine-tune with --model.checkpoint {encoder} "
+              "--model.checkpoint_format mae)")
     return 0

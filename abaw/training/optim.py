@@ -75,16 +75,18 @@ def adamw_warmup_cosine(
     min_lr_ratio: float,
     total_steps: int,
     no_weight_decay: Iterable[str] = (),
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> tuple[torch.optim.AdamW, WarmupCosine]:
     """AdamW over ``module``'s layer-decay parameter groups and its per-step schedule.
 
     ``module`` must hold exactly one :class:`abaw.models.Backbone`; ``no_weight_decay`` names
     further parameters (as in ``module.named_parameters()``) kept out of weight decay.
     ``total_steps`` is clamped to at least 1; the warm-up is ``int(warmup_fraction · total)``.
+    ``betas``: AdamW's (MAE pre-training uses ``(0.9, 0.95)``).
     """
     groups = param_groups_layer_decay(module, lr, weight_decay, layer_decay,
                                       no_weight_decay=no_weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas)
     total = max(1, int(total_steps))
     scheduler = WarmupCosine(optimizer, total, int(warmup_fraction * total), min_lr_ratio)
     return optimizer, scheduler
