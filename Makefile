@@ -21,7 +21,7 @@ ARGS   ?=                      # extra arguments passed to the challenge recipe
 RUNS   ?= default                # MTL runs (names under submissions/mtl/) for make last-mile
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation va expr au bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation ablate va expr au bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -78,6 +78,9 @@ au: $(STAMP)  ## per-video action-unit challenge (5th ABAW on) end to end
 
 lsd-ablation: $(STAMP)  ## LSD ablation (embedded data): no SR / compact SR / x4plus SR x hand module off / on
 	$(PY) -m challenges.lsd_ablation $(ARGS)
+
+ablate: $(STAMP)  ## the evidence table (embedded data, 3 seeds a row; hours, resumes): submissions/ablations.md
+	$(PY) -m challenges.ablate $(ARGS)
 
 synth: $(STAMP)  ## generate the embedded synthetic data (data/synth, --size default)
 	$(VENV)/bin/abaw synth data/synth --size default

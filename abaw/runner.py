@@ -522,21 +522,44 @@ def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[in
         return 3, None
 
 
+def finished_report(challenge: Challenge, run: str) -> dict | None:
+    """The ``report.json`` of a finished run of the embedded data (one with a hidden-truth
+    test score) under ``submissions/<challenge>/<run>/``; ``None`` otherwise."""
+    path = Path("submissions") / challenge.name / run / REPORT_FILE
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("test") else None
+
+
 def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
-                  seeds: Sequence[int]) -> list[tuple[int, int, dict | None]]:
+                  seeds: Sequence[int], reuse: bool = False,
+                  train: bool = True) -> list[tuple[int, int, dict | None]]:
     """:func:`attempt` once per seed: run ``<run>-s<seed>`` with ``--seed_everything <seed>``.
 
     ``argv`` is a recipe command line without ``--run`` (recipe options, then optionally
     ``--`` and LightningCLI overrides). Returns ``(seed, status, report)`` per seed; a seed
-    whose run finished before resumes from its checkpoint, so a rerun of a table costs only
-    the seeds that did not finish.
+    whose run was interrupted resumes from its checkpoint, so a rerun of a table costs only
+    the seeds that did not finish. ``reuse``: a seed whose run finished
+    (:func:`finished_report`) is not run again, its report is read (never with ``--fresh``);
+    ``train=False`` (with ``reuse``): only finished runs are read, the others are left out.
     """
     argv = list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     recipe, overrides = argv[:split], argv[split + 1:]
     results = []
     for seed in seeds:
-        status, report = attempt(challenge, [*recipe, "--run", f"{run}-s{seed}", "--",
+        name = f"{run}-s{seed}"
+        report = finished_report(challenge, name) if reuse and "--fresh" not in recipe else None
+        if report is not None:
+            print(f"{name}: finished before, reusing submissions/{challenge.name}/{name}/"
+                  f"{REPORT_FILE}", flush=True)
+            results.append((seed, 0, report))
+            continue
+        if not train:
+            continue
+        status, report = attempt(challenge, [*recipe, "--run", name, "--",
                                              *overrides, "--seed_everything", str(seed)])
         results.append((seed, status, report))
     return results
@@ -547,7 +570,7 @@ def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
     return attempt(challenge, argv)[0]
 
 
-__all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data", "finish",
-           "fit", "main", "matched", "oracle", "parse_args", "predict", "prepare", "run",
-           "save_validation_predictions", "table", "validate", "write_html_report",
-           "write_report"]
+__all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data",
+           "finish", "finished_report", "fit", "main", "matched", "oracle", "parse_args",
+           "predict", "prepare", "run", "save_validation_predictions", "table", "validate",
+           "write_html_report", "write_report"]
