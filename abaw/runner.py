@@ -501,12 +501,12 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     return finish(run_, submission)
 
 
-def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[int, dict | None]:
-    """Parse the recipe's options and run it: ``(0, report)``, or the exit status and
-    ``None`` after printing one line — toolkit errors 2, anything unexpected 3
-    (``ABAW_DEBUG=1`` re-raises); an interruption (130) says how to resume."""
+def guarded(body: Callable[[], Any]) -> tuple[int, Any]:
+    """``(0, body())``, or the exit status and ``None`` after printing one line — toolkit
+    errors 2, anything unexpected 3 (``ABAW_DEBUG=1`` re-raises); an interruption (130)
+    says how to resume. What a recipe or a table of recipes runs in."""
     try:
-        return 0, run(challenge, parse_args(challenge, argv))
+        return 0, body()
     except AbawError as err:
         print(f"abaw: error: {err}", file=sys.stderr)
         return 2, None
@@ -520,6 +520,12 @@ def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[in
         print(f"abaw: internal error: {type(err).__name__}: {err}\n"
               "(set ABAW_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
         return 3, None
+
+
+def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[int, dict | None]:
+    """Parse the recipe's options and run it (:func:`guarded`): ``(0, report)``, or the exit
+    status and ``None`` after printing one line."""
+    return guarded(lambda: run(challenge, parse_args(challenge, argv)))
 
 
 def finished_report(challenge: Challenge, run: str) -> dict | None:
@@ -541,7 +547,8 @@ def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
     ``argv`` is a recipe command line without ``--run`` (recipe options, then optionally
     ``--`` and LightningCLI overrides). Returns ``(seed, status, report)`` per seed; a seed
     whose run was interrupted resumes from its checkpoint, so a rerun of a table costs only
-    the seeds that did not finish. ``reuse``: a seed whose run finished
+    the seeds that did not finish; an interruption stops every seed (``KeyboardInterrupt``
+    again, after :func:`attempt`'s line). ``reuse``: a seed whose run finished
     (:func:`finished_report`) is not run again, its report is read (never with ``--fresh``);
     ``train=False`` (with ``reuse``): only finished runs are read, the others are left out.
     """
@@ -561,6 +568,8 @@ def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
             continue
         status, report = attempt(challenge, [*recipe, "--run", name, "--",
                                              *overrides, "--seed_everything", str(seed)])
+        if status == 130:
+            raise KeyboardInterrupt
         results.append((seed, status, report))
     return results
 
@@ -571,6 +580,6 @@ def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data",
-           "finish", "finished_report", "fit", "main", "matched", "oracle", "parse_args",
+           "finish", "finished_report", "fit", "guarded", "main", "matched", "oracle", "parse_args",
            "predict", "prepare", "run", "save_validation_predictions", "table", "validate",
            "write_html_report", "write_report"]

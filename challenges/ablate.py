@@ -47,7 +47,7 @@ from pathlib import Path
 from abaw.errors import AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import ensure_synthetic_data, oracle, setup_logging, write_report
+from abaw.runner import ensure_synthetic_data, guarded, oracle, setup_logging, write_report
 from challenges import last_mile, lsd_ablation, mtl_baselines
 from challenges.mtl_baselines import DEFAULT_ROW, TABLES
 
@@ -81,6 +81,8 @@ def mae_encoder(pretrain: bool = True) -> Path:
     if not pretrain:
         raise AbawError(f"{NEEDS_PRETRAIN}: no {MAE_ENCODER} (run make pretrain first)")
     status = abaw_main(command)
+    if status == 130:
+        raise KeyboardInterrupt
     if status != 0 or not MAE_ENCODER.is_file():
         raise AbawError(f"{NEEDS_PRETRAIN}: `abaw {' '.join(command)}` ended with status "
                         f"{status} and wrote no {MAE_ENCODER}")
@@ -487,12 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown row {unknown[0]!r}; rows: {', '.join(sorted(known))}")
     setup_logging()
-    try:
-        ablate(budget(args, seeds), selection(args.only or SECTIONS, rows), args.out)
-    except AbawError as err:
-        print(f"abaw: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded(lambda: ablate(budget(args, seeds), selection(args.only or SECTIONS, rows),
+                                  args.out))[0]
 
 
 if __name__ == "__main__":

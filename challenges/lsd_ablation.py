@@ -23,7 +23,7 @@ from pathlib import Path
 
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt_seeds, ensure_synthetic_data, oracle, write_report
+from abaw.runner import attempt_seeds, ensure_synthetic_data, guarded, oracle, write_report
 from abaw.synth.sizes import SIZES
 from abaw.tracks.lsd import LSD
 
@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         p.error(str(err))
 
+    return guarded(lambda: write_table(args, seeds))[0]
+
+
+def write_table(args: argparse.Namespace, seeds: Sequence[int]) -> None:
     ceiling = oracle(ensure_synthetic_data(args.synth_size, 0))["lsd"]
     results: dict[str, dict] = {}
     for sr in args.sr.split(","):
@@ -144,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                                                           "img_size": args.img_size,
                                                           "seeds": list(seeds),
                                                           "oracle": ceiling, "rows": results})
-    return 0
 
 
 if __name__ == "__main__":

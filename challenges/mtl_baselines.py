@@ -31,7 +31,7 @@ from pathlib import Path
 
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt_seeds, ensure_synthetic_data, oracle, write_report
+from abaw.runner import attempt_seeds, ensure_synthetic_data, guarded, oracle, write_report
 from abaw.synth.sizes import SIZES
 from abaw.tracks.mtl import MTL
 
@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as err:
         p.error(f"unknown row {err}; rows of --table {args.table}: {', '.join(TABLES[args.table])}")
 
+    return guarded(lambda: write_table(args, rows, seeds))[0]
+
+
+def write_table(args: argparse.Namespace, rows: dict, seeds: Sequence[int]) -> None:
     results = ceiling_rows(args.synth_size)
     prefix = args.table + ("" if args.synth_size == "default" else f"-{args.synth_size}")
     for name, spec in rows.items():
@@ -179,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     write_report(Path(f"submissions/mtl/{args.table}.json"),
                  {"table": args.table, "epochs": args.epochs, "seeds": list(seeds),
                   "rows": results})
-    return 0
 
 
 if __name__ == "__main__":

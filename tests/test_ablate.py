@@ -264,6 +264,30 @@ def test_the_table_of_every_section(tmp_path, monkeypatch):
     assert (tmp_path / "out/ablations.md").read_text() == text
 
 
+def test_an_interruption_stops_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ran = []
+
+    def interrupted(challenge, argv):
+        ran.append(argv)
+        return 130, None
+
+    monkeypatch.setattr(runner, "attempt", interrupted)
+    from abaw.tracks.mtl import MTL
+
+    with pytest.raises(KeyboardInterrupt):  # not the next seed
+        runner.attempt_seeds(MTL, [], "row", [42, 1])
+    assert len(ran) == 1
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablate, "ablate", stop)
+    assert ablate.main([]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "abaw: interrupted — rerun the same command to resume from the last checkpoint")
+
+
 def test_unknown_row_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         ablate.main(["--rows", "no-such-row"])
