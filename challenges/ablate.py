@@ -120,14 +120,14 @@ def lsd_row_name(init: str, sr: str, hands: str) -> str:
 def lsd_rows() -> list[tuple[str, str | None, tuple[str, str, str]]]:
     """LSD rows: (name, reference row, (init, sr, hands)); each init's SR none / hands off row
     is its block's reference, and the initialised one is judged against the scratch one."""
-    rows = []
+    scratch = lsd_row_name("none", "none", "off")
+    rows: list[tuple[str, str | None, tuple[str, str, str]]] = []
     for init, _ in LSD_INITS:
         base = lsd_row_name(init, "none", "off")
         for sr in LSD_SR:
             for hands in LSD_HANDS:
                 name = lsd_row_name(init, sr, hands)
-                reference = (None if init == "none" else lsd_row_name("none", "none", "off")) \
-                    if name == base else base
+                reference = base if name != base else None if name == scratch else scratch
                 rows.append((name, reference, (init, sr, hands)))
     return rows
 
@@ -234,9 +234,6 @@ def markdown(sections: dict[str, list[Row]], intro: dict[str, str], title: str) 
 
 # --- the sections ---------------------------------------------------------------------------
 
-MTL_TERMS = ("P_MTL", "VA", "EXPR", "AU")
-
-
 def mtl_bounds(section: str, synth_size: str) -> list[Row]:
     return [Row(section, name, "P_MTL", bound=True, validation=r["validation"],
                 test=r["test"]) for name, r in mtl_baselines.ceiling_rows(synth_size).items()]
@@ -247,35 +244,28 @@ def mtl_section(b: Budget, selected: set[str]) -> Iterator[Row]:
     yield from mtl_bounds("mtl", b.synth_size)
     rows = TABLES["baselines"]
     for name, reference in MTL_ROWS:
-        train = slug(name) in selected
+        train, missing = slug(name) in selected, None
         if name == MAE_ROW:
             try:
                 encoder = mae_encoder(pretrain=train)
             except AbawError as err:
-                encoder = None
-                note = str(err)
-            spec = (rows[VIT_ROW][0], ["--model.checkpoint", str(encoder or MAE_ENCODER),
+                encoder, missing = MAE_ENCODER, str(err)
+            spec = (rows[VIT_ROW][0], ["--model.checkpoint", str(encoder),
                                        "--model.checkpoint_format", "mae"], "P_MTL")
-            # runs that finished before are read even when no encoder is there now
-            result = mtl_baselines.train_row(
-                b.mtl_prefix, name, spec, epochs=b.mtl_epochs, seeds=b.seeds,
-                synth_size=b.synth_size, fresh=b.fresh, overrides=b.overrides,
-                train=train and encoder is not None)
-            if result is None and encoder is None:
-                yield Row("mtl", name, "P_MTL", reference, note=note.split(":")[0]
-                          if note.startswith(NEEDS_PRETRAIN) else note)
-                print(f"row {name!r}: {note}", file=sys.stderr)
-                continue
         else:
-            result = mtl_baselines.train_row(b.mtl_prefix, name, rows[name],
-                                              epochs=b.mtl_epochs, seeds=b.seeds,
-                                              synth_size=b.synth_size, fresh=b.fresh,
-                                              overrides=b.overrides, train=train)
-        row = Row("mtl", name, rows[name][2] if name in rows else "P_MTL", reference)
+            spec = rows[name]
+        # without the encoder, runs that finished before are still read
+        result = mtl_baselines.train_row(b.mtl_prefix, name, spec, epochs=b.mtl_epochs,
+                                         seeds=b.seeds, synth_size=b.synth_size, fresh=b.fresh,
+                                         overrides=b.overrides, train=train and not missing)
+        row = Row("mtl", name, spec[2], reference)
         if result is not None:
             row.seeds, row.runs = result["seeds"], result["runs"]
             row.validation, row.split_half = result["validation"], result["split_half"]
             row.test, row.train_seconds = result["test"], result["train_seconds"]
+        elif missing:
+            row.note = NEEDS_PRETRAIN
+            print(f"row {name!r}: {missing}", file=sys.stderr)
         yield row
 
 
