@@ -361,11 +361,15 @@ def lsd_section(b: Budget, selected: set[str]) -> Iterator[Row]:
         yield row
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def intros(b: Budget) -> dict[str, str]:
     data = "tiny (--quick: shape only, the numbers mean nothing)" if b.quick else "default"
     seeds = ",".join(map(str, b.seeds))
     return {
-        "mtl": f"Embedded {data} data, {b.mtl_epochs} epochs per row, seeds {seeds}; the "
+        "mtl": f"Embedded {data} data, {_epochs(b.mtl_epochs)} per row, seeds {seeds}; the "
                "post-processing fitted on validation (thresholds, biases, smoothing) as "
                "`make mtl` does. Single-task rows are judged on their own term against the "
                "multi-task default's same term; the MAE-initialised ViT against the random "
@@ -374,7 +378,7 @@ def intros(b: Budget) -> dict[str, str]:
                      "one run at a time): each row adds one step to the row above and is "
                      f"judged against it; the ensemble averages {ENSEMBLE_SIZE} seed runs "
                      "(one value per group of seeds) and is judged against one run with TTA.",
-        "lsd": f"Embedded {data} data, {b.lsd_epochs} epochs at {b.lsd_img_size} px (the "
+        "lsd": f"Embedded {data} data, {_epochs(b.lsd_epochs)} at {b.lsd_img_size} px (the "
                "synthetic images are 56 px: at 112 px what super-resolution restores survives "
                "the resize, at 64 px it is shrunk away), a class-stratified subset of "
                f"{b.train_limit or 'all'} training images, seeds {seeds}. Hand module on = "
