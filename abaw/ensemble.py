@@ -139,7 +139,8 @@ def fit_weights(validation: Sequence[SavedPredictions], images: Sequence[str], t
     rows = [v.reordered(list(images), f"validation input {i + 1}")
             for i, v in enumerate(validation)]
     candidates = simplex_grid(len(rows), step)
-    static = [s for s in steps if s != "smoothing"]
+    every = set().union(*steps.values()) if isinstance(steps, Mapping) else set(steps)
+    static = [s for s in STEPS if s in every and s != "smoothing"]
     term = {"va": "va", "expr": "f1_expression", "au": "f1_au"}
     weights: dict[str, list[float]] = {}
     for task in truth.tasks:
@@ -225,7 +226,9 @@ def fit_members(members: Sequence[Member], images: Sequence[str], truth: Labels,
     chosen, post = fit_ensemble([m.validation for m in members], images, truth, weights, steps)
     validation = average([m.validation.reordered(list(images), m.name) for m in members], chosen)
     report: dict[str, Any] = {
-        "inputs": [m.name for m in members], "weights": chosen, "steps": list(steps),
+        "inputs": [m.name for m in members], "weights": chosen,
+        "steps": ({t: list(v) for t, v in steps.items()} if isinstance(steps, Mapping)
+                  else list(steps)),
         "validation_raw": evaluate(truth, PostProcess().decide(images, validation.arrays)),
         "validation_tuned": evaluate(truth, post.decide(images, validation.arrays)),
         "postprocess": post.record()}
@@ -274,13 +277,26 @@ def hidden_test_score(challenge: Any, submission: Path, data_root: Path) -> dict
     return challenge.score_file(submission, truth_file).values
 
 
+def auto_steps(members: Sequence[Member], images: Sequence[str], truth: Labels
+               ) -> dict[str, tuple[str, ...]]:
+    """``--post auto``'s choice (:func:`abaw.postprocess.choose_steps`) on the equal-weight
+    average of the members' validation predictions."""
+    from abaw.postprocess import choose_steps
+
+    mixed = average([m.validation.reordered(list(images), m.name) for m in members])
+    return choose_steps(list(images), truth, mixed.arrays)[0]
+
+
 def write_ensemble(challenge: Any, members: Sequence[Member], out: Path, data_root: Path,
-                   weights: str | Sequence[float] = "equal", steps: Sequence[str] = STEPS
-                   ) -> dict[str, Any]:
-    """The whole ``abaw ensemble`` (module docstring); returns its report."""
+                   weights: str | Sequence[float] = "equal",
+                   steps: Sequence[str] | str = "auto") -> dict[str, Any]:
+    """The whole ``abaw ensemble`` (module docstring); returns its report. ``steps``:
+    the post-processing steps, or ``"auto"`` (per task, those that win on split-half)."""
     from abaw.runner import write_report
 
     images, truth = challenge.validation_truth(data_root)
+    if steps == "auto":
+        steps = auto_steps(members, images, truth)
     fitted = fit_members(members, images, truth, weights, steps)
     submission = write_submission(challenge, fitted, out, data_root)
     report = {**fitted.report, "data": str(data_root)}

@@ -33,6 +33,7 @@ bad one reported as one line naming the file.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,14 @@ FORMAT_VERSION = 2
 #: task -> the array of the raw predictions it reads
 TASK_ARRAYS: dict[str, str] = {"va": "va", "expr": "expr_prob", "au": "au_prob"}
 #: the fitted steps, in the order they build on each other
+log = logging.getLogger(__name__)
+
 STEPS: tuple[str, ...] = ("thresholds", "biases", "smoothing")
+#: the steps that change each task's decisions
+TASK_STEPS: dict[str, tuple[str, ...]] = {"va": ("smoothing",), "expr": ("biases", "smoothing"),
+                                          "au": ("thresholds", "smoothing")}
+#: each task's term in :func:`evaluate`
+TASK_TERMS: dict[str, str] = {"va": "va", "expr": "f1_expression", "au": "f1_au"}
 
 
 def apply_au_thresholds(au_prob: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
@@ -279,25 +287,29 @@ class PostProcess:
 
 
 def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
-                    steps: Iterable[str] = STEPS, sigma_grid: Sequence[float] = SIGMA_GRID
-                    ) -> PostProcess:
-    """Fit the chosen ``steps`` (:data:`STEPS`) on labelled rows, for the truth's tasks.
+                    steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
+                    sigma_grid: Sequence[float] = SIGMA_GRID) -> PostProcess:
+    """Fit the chosen ``steps`` (:data:`STEPS`; or a task -> steps mapping, as
+    :func:`choose_steps` returns) on labelled rows, for the truth's tasks.
 
     ``images`` name the rows of ``arrays`` and ``truth`` (the same rows). With
     ``"smoothing"``, each task's sigma is the grid value giving the best task term after
     refitting that task's thresholds / biases on the smoothed values (ties: the smaller sigma).
     """
-    steps = set(steps)
-    unknown = steps - set(STEPS)
+    per_task = ({t: set(v) for t, v in steps.items()} if isinstance(steps, Mapping)
+                else {t: set(steps) for t in TASK_STEPS})
+    unknown = set().union(*per_task.values()) - set(STEPS)
     if unknown:
         raise AbawError(f"unknown post-processing steps {sorted(unknown)} (known: {list(STEPS)})")
-    sigmas = sorted(set(sigma_grid) | {0.0}) if "smoothing" in steps else [0.0]
-    videos, frames = video_frames(images) if len(sigmas) > 1 else (None, None)
+    smoothing = any("smoothing" in v for v in per_task.values())
+    videos, frames = video_frames(images) if smoothing and len(sigma_grid) > 1 else (None, None)
     post = PostProcess()
     for task in truth.tasks:
         key = TASK_ARRAYS[task]
         if key not in arrays:
             continue
+        steps = per_task.get(task, set())
+        sigmas = sorted(set(sigma_grid) | {0.0}) if "smoothing" in steps else [0.0]
         best_score = -math.inf
         for sigma in sigmas:
             values = (arrays[key] if sigma == 0
@@ -321,6 +333,37 @@ def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, n
                     post.au_thresholds = fitted
     post.smoothing = {t: s for t, s in post.smoothing.items() if s > 0}
     return post
+
+
+def choose_steps(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
+                 sigma_grid: Sequence[float] = SIGMA_GRID
+                 ) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, float]]]:
+    """``--post auto``: for each task, the steps (of :data:`TASK_STEPS`) whose split-half
+    estimate (:func:`split_half_postprocess`) of that task's term is best — none when no
+    step beats the raw decisions on held-out videos (ties: fewer steps). Returns the choice
+    and the split-half terms of every combination tried (keyed ``"a,b"``, ``"none"``).
+
+    The estimate of the chosen combination is optimistic by the choice itself (the best of
+    at most four per task on the same halves); the hidden-test column of the last-mile table
+    is the unbiased check. With a single validation video nothing can be held out: every
+    step is fitted (a warning says so) and no estimate is returned."""
+    import itertools
+
+    combos = [c for r in range(len(STEPS) + 1) for c in itertools.combinations(STEPS, r)]
+    try:
+        estimates = {c: split_half_postprocess(images, truth, arrays, c, sigma_grid)
+                     for c in combos}
+    except AbawError as err:  # one validation video: nothing held out, every step unchecked
+        log.warning("--post auto: %s; fitting every step", err)
+        return {t: TASK_STEPS[t] for t in truth.tasks if TASK_ARRAYS[t] in arrays}, {}
+    chosen: dict[str, tuple[str, ...]] = {}
+    for task in truth.tasks:
+        if TASK_ARRAYS[task] not in arrays:
+            continue
+        relevant = [c for c in combos if set(c) <= set(TASK_STEPS[task])]
+        term = TASK_TERMS[task]
+        chosen[task] = max(relevant, key=lambda c: (estimates[c][term], -len(c)))
+    return chosen, {(",".join(c) or "none"): e for c, e in estimates.items()}
 
 
 def parse_steps(text: str, option: str = "--post") -> tuple[str, ...]:
@@ -365,11 +408,12 @@ def split_half(images: Sequence[str], truth: Labels,
 
 
 def split_half_postprocess(images: Sequence[str], truth: Labels,
-                           arrays: Mapping[str, np.ndarray], steps: Iterable[str] = STEPS,
+                           arrays: Mapping[str, np.ndarray],
+                           steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
                            sigma_grid: Sequence[float] = SIGMA_GRID) -> dict[str, float]:
     """:func:`split_half` of :func:`fit_postprocess` with ``steps``."""
     names = np.asarray(images, dtype=object)
-    steps = tuple(steps)
+    steps = steps if isinstance(steps, Mapping) else tuple(steps)
 
     def fit_and_decide(fit_rows: np.ndarray, score_rows: np.ndarray) -> dict[str, np.ndarray]:
         post = fit_postprocess(list(names[fit_rows]), truth.subset(fit_rows),

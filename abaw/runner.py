@@ -226,6 +226,10 @@ class Challenge:
         """The hidden test truth of the embedded data (scored with :attr:`score_file`)."""
         return run.data_root / self.test_truth
 
+    def adapt_checkpoint(self, run: Run, cli: Any, checkpoint: Path) -> Path:
+        """The checkpoint every later step uses (default: the trained one, unchanged)."""
+        return checkpoint
+
     def predict_validation(self, run: Run, cli: Any, checkpoint: Path) -> Any:
         """The validation predictions :meth:`score_validation` scores (default: the trained
         model's, written under the run folder)."""
@@ -483,7 +487,7 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     setup_logging()
     run_ = prepare(challenge, args)
     cli = build(run_)
-    checkpoint = fit(run_, cli)
+    checkpoint = challenge.adapt_checkpoint(run_, cli, fit(run_, cli))
     run_.report["checkpoint"] = str(checkpoint)
     with run_.steps.step("score validation (official metric)"):
         validation = challenge.predict_validation(run_, cli, checkpoint)

@@ -15,8 +15,8 @@ of the existing tables:
   ViT against the random ViT at the same fine-tuning budget (its encoder from
   :func:`mae_encoder`);
 - ``last-mile`` (:func:`challenges.last_mile.last_mile` over the reference row's seed runs):
-  per-AU thresholds, expression biases, temporal smoothing and TTA on and off, each row
-  against the row above; the ensemble of the seed runs (3 at a time) against one run;
+  its rows (per-AU thresholds, expression biases, temporal smoothing, TTA, ... on and off),
+  each against the row above; the ensemble of the seed runs (3 at a time) against one run;
 - ``lsd`` (:func:`challenges.lsd_ablation.train_row`): super-resolution none / compact /
   x4plus × hand module off / on, from scratch and initialised from the MTL face model, at
   ``--lsd-img-size`` 112 px: the synthetic images are 56 px, so at the base config's 64 px
@@ -370,8 +370,7 @@ def intros(b: Budget) -> dict[str, str]:
     seeds = ",".join(map(str, b.seeds))
     return {
         "mtl": f"Embedded {data} data, {_epochs(b.mtl_epochs)} per row, seeds {seeds}; the "
-               "post-processing fitted on validation (thresholds, biases, smoothing) as "
-               "`make mtl` does. Single-task rows are judged on their own term against the "
+               "post-processing that `make mtl` fits on validation by default. Single-task rows are judged on their own term against the "
                "multi-task default's same term; the MAE-initialised ViT against the random "
                "ViT (same config, same fine-tuning budget).",
         "last-mile": "Over the seed runs of the multi-task default (`challenges.last_mile`, "

@@ -8,9 +8,13 @@ step's effect, each row adding one step to the row above:
 1. raw: AU at 0.5, plain argmax, no smoothing (the first run);
 2. + per-AU thresholds; 3. + expression biases; 4. + temporal smoothing (all fitted on
    validation, :mod:`abaw.postprocess`);
-5. + TTA: the first run's checkpoint predicts validation and test again with a horizontal
-   flip averaged in (``--no-tta`` leaves the row out; it is the only step needing the model);
-6. the N-run ensemble (:mod:`abaw.ensemble`) of every run, with TTA when row 5 is on.
+5. auto: per task, only the steps whose split-half estimate beats the raw decisions
+   (:func:`abaw.postprocess.choose_steps`, what ``make mtl`` fits by default);
+6. auto + TTA: the first run's checkpoint predicts validation and test again with a
+   horizontal flip averaged in (``--no-tta`` leaves the row out; it is the only step
+   needing the model);
+7. the N-run ensemble (:mod:`abaw.ensemble`) of every run, with TTA when row 6 is on, the
+   steps chosen as in row 5 on the ensemble's validation predictions.
 
 Columns: the validation score (fitted and scored on validation: optimistic), the split-half
 estimate (fitted on half the validation videos, scored on the other half, both ways, mean)
@@ -29,6 +33,7 @@ from typing import Any
 
 from abaw.ensemble import (
     Member,
+    auto_steps,
     fit_members,
     hidden_test_score,
     load_member,
@@ -50,6 +55,7 @@ STEP_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("+ temporal smoothing", ("thresholds", "biases", "smoothing")),
 )
 ALL_STEPS = STEP_ROWS[-1][1]
+AUTO_ROW = "auto: per task, the steps that win on split-half (make mtl's default)"
 
 
 def run_folder(run: str) -> Path:
@@ -114,15 +120,18 @@ def last_mile(runs: list[str], out: Path = DEFAULT_OUT, tta: bool = True,
     members = [load_member(run_folder(run)) for run in runs]
     data_root = Path(members[0].report.get("data", ""))
     images, truth = MTL.validation_truth(data_root)
-    plan: list[tuple[str, list[Member], tuple[str, ...], str]] = [
+    plan: list[tuple[str, list[Member], Any, str]] = [
         (label, members[:1], steps, "equal") for label, steps in STEP_ROWS]
+    plan.append((AUTO_ROW, members[:1], auto_steps(members[:1], images, truth), "equal"))
     if tta:
         tta_members = [tta_member(m, out / "tta" / Path(m.name).name) for m in members]
-        plan.append(("+ TTA (horizontal flip)", tta_members[:1], ALL_STEPS, "equal"))
+        plan.append(("auto + TTA (horizontal flip)", tta_members[:1],
+                     auto_steps(tta_members[:1], images, truth), "equal"))
     pool = tta_members if tta else members
     if len(pool) > 1:
-        plan.append((f"{len(pool)}-run ensemble" + (" (with TTA)" if tta else "") +
-                     (", weights fitted" if weights == "fit" else ""), pool, ALL_STEPS, weights))
+        plan.append((f"auto, {len(pool)}-run ensemble" + (" (with TTA)" if tta else "") +
+                     (", weights fitted" if weights == "fit" else ""), pool,
+                     auto_steps(pool, images, truth), weights))
     rows: list[dict[str, Any]] = []
     for index, (label, group, steps, how) in enumerate(plan, start=1):
         print(f"\n=== {label}: {', '.join(m.name for m in group)}", flush=True)

@@ -22,7 +22,7 @@ from abaw.errors import AbawError, FormatError
 from abaw.formats.predictions import SavedPredictions, load_predictions, save_predictions
 from abaw.formats.submissions import validate_submission
 from abaw.formats.writers import write_mtl_annotations, write_mtl_test_list
-from abaw.postprocess import Labels, fit_postprocess
+from abaw.postprocess import Labels, choose_steps, fit_postprocess
 from abaw.tracks.mtl import MTL
 from abaw.vocab import MTL_TEST_LIST, MTL_TEST_TRUTH, MTL_VAL_FILE, NUM_AUS
 
@@ -101,10 +101,10 @@ def test_an_ensemble_of_one_run_is_that_run(tmp_path: Path) -> None:
     images, truth = MTL.validation_truth(data)
     member = load_member(run)
     arrays = member.validation.reordered(images).arrays
-    post = fit_postprocess(images, truth, arrays)
+    post = fit_postprocess(images, truth, arrays, choose_steps(images, truth, arrays)[0])
     expected = MTL.prediction_writer().finish(member.test.images, member.test.arrays, post,
                                               TEST + TEST[:1], tmp_path / "expected")
-    report = write_ensemble(MTL, [member], tmp_path / "ens", data)
+    report = write_ensemble(MTL, [member], tmp_path / "ens", data)  # --post auto
     written = tmp_path / "ens" / "submission.txt"
     assert written.read_bytes() == expected.written["submission"].read_bytes()
     saved = load_predictions(tmp_path / "ens" / "predictions.npz")

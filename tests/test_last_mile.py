@@ -69,8 +69,8 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     table = (out / "last_mile.md").read_text()
     labels = [row["label"] for row in json.loads((out / "last_mile.json").read_text())["rows"]]
     assert labels == ["raw (AU at 0.5, argmax)", "+ per-AU thresholds", "+ expression biases",
-                      "+ temporal smoothing", "+ TTA (horizontal flip)",
-                      "2-run ensemble (with TTA)"]
+                      "+ temporal smoothing", last_mile.AUTO_ROW, "auto + TTA (horizontal flip)",
+                      "auto, 2-run ensemble (with TTA)"]
     assert all(f"| {label} |" in table for label in labels)
     data = tmp_path / "data/synth-tiny/mtl"
     rows = json.loads((out / "last_mile.json").read_text())["rows"]
@@ -81,11 +81,12 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
         assert row["test"]["P_MTL"] == pytest.approx(
             score("mtl", submission, data / MTL_TEST_TRUTH).values["P_MTL"], abs=1e-12)
         assert f"{row['test']['P_MTL']:.4f}" in table
-    # the run's own test score is the "+ temporal smoothing" row (the runner fits all steps)
-    assert rows[3]["test"]["P_MTL"] == pytest.approx(report["test"]["P_MTL"], abs=1e-12)
+    # the run's own test score is the "auto" row (the runner's default, --post auto)
+    assert rows[4]["test"]["P_MTL"] == pytest.approx(report["test"]["P_MTL"], abs=1e-12)
+    assert rows[4]["steps"] == report["postprocess_steps"]
     # TTA changed the model's outputs; the ensemble of a run with its copy is that run
-    raw = load_predictions(out / "4-temporal-smoothing/predictions.npz").arrays["va"]
-    flipped = load_predictions(out / "5-tta-horizontal-flip/predictions.npz").arrays["va"]
+    raw = load_predictions(out / "5-auto-per-task-the-steps-that-win-on-split-half-make-mtl-s-default/predictions.npz").arrays["va"]
+    flipped = load_predictions(out / "6-auto-tta-horizontal-flip/predictions.npz").arrays["va"]
     assert not np.allclose(raw, flipped)
-    both = load_predictions(out / "6-2-run-ensemble-with-tta/predictions.npz").arrays["va"]
+    both = load_predictions(out / "7-auto-2-run-ensemble-with-tta/predictions.npz").arrays["va"]
     assert np.allclose(both, flipped, atol=1e-12)

@@ -252,3 +252,33 @@ def test_fit_chooses_smoothing_that_helps_and_split_half_runs() -> None:
     assert video_halves(images).tolist() == [v % 2 == 0 for v in range(4) for _ in range(100)]
     # no smoothing step: sigma stays 0
     assert fit_postprocess(images, truth, arrays, ("thresholds",)).smoothing == {}
+
+
+def test_auto_keeps_only_the_steps_that_win_on_held_out_videos() -> None:
+    """--post auto on a constructed case: VA is truth + frame noise (smoothing wins), AU
+    probabilities are scaled by 0.3 so 0.5 never fires (thresholds win), and expression is
+    already perfect, so biases and smoothing cannot gain and the tie keeps no step."""
+    from abaw.postprocess import choose_steps
+
+    rng = np.random.default_rng(0)
+    videos, frames = 4, 60
+    images = [f"v{v}/{f + 1:05d}.jpg" for v in range(videos) for f in range(frames)]
+    t = np.arange(frames)
+    va_true = np.concatenate([np.stack([0.8 * np.sin(t / 9 + v), 0.8 * np.cos(t / 11 + v)], 1)
+                              for v in range(videos)])
+    va_pred = va_true + rng.normal(0, 0.4, va_true.shape)
+    expression = np.repeat(np.arange(videos * frames) // 30 % 8, 1)
+    expr_prob = np.eye(8)[expression] * 0.9 + 0.1 / 8
+    aus = rng.integers(0, 2, (videos * frames, 12))
+    au_prob = 0.3 * (0.2 + 0.6 * aus + 0.1 * rng.random(aus.shape))
+    truth = Labels(va_true, expression, aus)
+    arrays = {"va": va_pred, "expr_prob": expr_prob, "au_prob": au_prob}
+    chosen, estimates = choose_steps(images, truth, arrays)
+    assert chosen == {"va": ("smoothing",), "expr": (), "au": ("thresholds",)}
+    assert estimates["smoothing"]["va"] > estimates["none"]["va"] + 0.05
+    assert estimates["thresholds"]["f1_au"] > estimates["none"]["f1_au"] + 0.3
+    # the fit with the per-task choice applies exactly those steps
+    post = fit_postprocess(images, truth, arrays, chosen)
+    assert set(post.smoothing) == {"va"}
+    assert np.all(post.expression_biases == 0)
+    assert np.all(post.au_thresholds < 0.5)

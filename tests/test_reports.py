@@ -148,23 +148,35 @@ def test_metrics_of_every_version_in_numeric_order(tmp_path):
     assert run.config_file.parent.name == "version_10"
 
 
-def test_validation_predictions_are_saved_in_truth_order_with_the_truth(tmp_path):
+def test_validation_predictions_are_saved_raw_and_read_back_in_truth_order(tmp_path):
     from mtl_fixtures import make_mtl_data
 
+    from abaw.formats.predictions import load_predictions
     from abaw.formats.readers import read_mtl_annotations
+    from abaw.reports.files import aligned_to_truth
     from abaw.vocab import MTL_VAL_FILE
 
     root = make_mtl_data(tmp_path / "data", n_val=6)
-    truth = read_mtl_annotations(root / MTL_VAL_FILE)
-    order = np.arange(len(truth))[::-1]  # predictions in another order than the file
-    images = [truth.images[i] for i in order]
-    va = truth.va[order].astype(np.float64) + 0.25
+    val_file = root / MTL_VAL_FILE
+    lines = val_file.read_text().splitlines()
+    val_file.write_text("\n".join([*lines, lines[2]]) + "\n")  # a repeated row, as in the real file
+    truth = read_mtl_annotations(val_file)
+    distinct = list(dict.fromkeys(truth.images))
+    assert len(distinct) == len(truth) - 1
+    order = np.arange(len(distinct))[::-1]  # predictions in another order than the file
+    images = [distinct[i] for i in order]
+    first_row = {name: i for i, name in reversed(list(enumerate(truth.images)))}
+    va = np.stack([truth.va[first_row[n]] for n in images]).astype(np.float64) + 0.25
     path = save_validation(tmp_path / "sub", "mtl", root, images, {"va": va})
-    with np.load(path) as saved:
-        assert saved["images"].tolist() == list(truth.images)
-        np.testing.assert_allclose(saved["va"], truth.va + 0.25, rtol=0, atol=1e-6)
-        np.testing.assert_array_equal(saved["truth_expression"], truth.expression)
-        np.testing.assert_array_equal(saved["truth_aus"], truth.aus)
+    saved = load_predictions(path)  # what ensembles read: distinct rows, no truth
+    assert saved.images == images and list(saved.arrays) == ["va"]
+    np.testing.assert_array_equal(saved.arrays["va"], va)
+    with np.load(path) as archive:
+        aligned = aligned_to_truth({k: archive[k] for k in archive.files}, path)
+    assert aligned["images"].tolist() == list(truth.images)
+    np.testing.assert_allclose(aligned["va"], truth.va + 0.25, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(aligned["truth_expression"], truth.expression)
+    np.testing.assert_array_equal(aligned["truth_aus"], truth.aus)
 
 
 # --- abaw compare -----------------------------------------------------------------------------

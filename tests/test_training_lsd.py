@@ -227,7 +227,19 @@ def test_fit_validate_predict_and_write_a_submission(lsd_root: Path, tmp_path: P
     for key in ("val/f1", "val/acc", "val/f1_Fear", "val/occlusion_f1", "val/f1_occluded",
                 "train/loss", "train/loss_occlusion"):
         assert key in logged, key
-    assert 0.0 <= float(logged["val/f1"]) <= 1.0
+    # the logged validation F1 is the official macro F1 of the model's own validation
+    # predictions, recomputed here outside the metric (labelled rows only)
+    model.eval()
+    truth, predicted = [], []
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            batch = model.on_after_batch_transfer(batch, 0)
+            predicted.append(model(batch["image"])["expr"].argmax(dim=1))
+            truth.append(batch["label"])
+    truth_all, predicted_all = torch.cat(truth).numpy(), torch.cat(predicted).numpy()
+    labelled = truth_all >= 0
+    expected, _ = lsd_f1(truth_all[labelled], predicted_all[labelled])
+    assert float(logged["val/f1"]) == pytest.approx(expected, abs=1e-6)
     pngs = list(Path(trainer.log_dir).glob("confusion_matrix/val_epoch*.png"))
     assert len(pngs) == 1
 

@@ -23,9 +23,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="equal",
                         help="equal (default), fit (per task, on validation), or one number "
                              "per input, e.g. 2,1,1")
-    parser.add_argument("--post", default="thresholds,biases,smoothing",
+    parser.add_argument("--post", default="auto",
                         help="post-processing steps fitted on the ensemble's validation "
-                             "predictions (comma list, or none)")
+                             "predictions: auto (per task, the steps that win on split-half; "
+                             "the default), a comma list, or none")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     members = [load_member(source) for source in args.inputs]
     weights = parse_weights(args.weights)
     report = write_ensemble(get(args.track), members, args.out,
-                            data_root_of(members, args.data), weights, parse_steps(args.post))
+                            data_root_of(members, args.data), weights, "auto" if args.post == "auto" else parse_steps(args.post))
     rows = [["validation (raw)", report["validation_raw"]["score"]],
             ["validation (post-processed)", report["validation_tuned"]["score"]]]
     if "split_half" in report:

@@ -40,16 +40,20 @@ class SavedPredictions:
         names = np.asarray(self.images, dtype=object)[rows]
         return SavedPredictions(list(names), {k: v[rows] for k, v in self.arrays.items()})
 
-    def reordered(self, images: list[str], what: str = "predictions") -> SavedPredictions:
-        """The rows of ``images`` in that order; every name must be predicted here."""
-        if list(images) == self.images:
-            return self
+    def row_indices(self, images: list[str], what: str = "predictions") -> np.ndarray:
+        """The row of each of ``images`` (repeats allowed); every name must be predicted."""
         position = {name: i for i, name in enumerate(self.images)}
         missing = [name for name in images if name not in position]
         if missing:
             raise FormatError(what, None, f"no prediction for {missing[0]!r} ({len(missing)} "
                                           f"of {len(images)} images have none)")
-        return self.subset(np.asarray([position[n] for n in images], dtype=np.int64))
+        return np.asarray([position[n] for n in images], dtype=np.int64)
+
+    def reordered(self, images: list[str], what: str = "predictions") -> SavedPredictions:
+        """The rows of ``images`` in that order; every name must be predicted here."""
+        if list(images) == self.images:
+            return self
+        return self.subset(self.row_indices(images, what))
 
 
 def save_predictions(path: str | Path, images: list[str], arrays: dict[str, np.ndarray]) -> Path:

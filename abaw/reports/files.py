@@ -39,6 +39,8 @@ from abaw.formats.predictions import TRUTH_PREFIX, VALIDATION_PREDICTIONS_FILE
 
 REPORT_FILE = "report.json"
 HTML_FILE = "report.html"
+#: the truth's image names (its row order, repeats kept) in a saved validation file
+TRUTH_IMAGES = TRUTH_PREFIX + "images"
 #: the saved validation predictions (with their truth), beside ``report.json``
 VALIDATION_PREDICTIONS = VALIDATION_PREDICTIONS_FILE
 
@@ -209,6 +211,7 @@ def _load_validation(files: RunFiles) -> None:
     arrays = _read_npz(source)
     if "images" not in arrays:
         raise FormatError(source, None, "holds no 'images' array")
+    arrays = aligned_to_truth(arrays, source)
     if source == older:  # a run before the truth was saved with the predictions
         try:
             data_root = _resolve(_project_root(files.sub_dir), files.report["data"])
@@ -270,13 +273,36 @@ def validation_truth(track: str, data_root: Path,
 
 def save_validation(sub_dir: Path, track: str, data_root: Path | None, images: list[str],
                     arrays: dict[str, np.ndarray]) -> Path:
-    """Write :data:`VALIDATION_PREDICTIONS` into ``sub_dir``: ``images``, the raw arrays and,
-    where ``data_root`` holds the track's validation truth, ``truth_*`` row for row."""
+    """Write :data:`VALIDATION_PREDICTIONS` into ``sub_dir``: ``images`` (distinct) and the raw
+    arrays and, where ``data_root`` holds the track's validation truth, the truth in its own
+    row order (repeats kept) as ``truth_images`` and ``truth_*``
+    (:func:`aligned_to_truth` puts the predictions in that order)."""
     from abaw.formats.predictions import save_predictions
 
-    out = {"images": np.asarray(images, dtype=str), **arrays}
-    if data_root is not None:
-        out = validation_truth(track, data_root, out)
-    names = out.pop("images")
-    return save_predictions(sub_dir / VALIDATION_PREDICTIONS, list(names),
-                            {k: np.asarray(v) for k, v in out.items()})
+    # one row per image (a list with repeats, as the real validation file has, is predicted
+    # once per distinct image: the repeats are copies)
+    _, first = np.unique(np.asarray(images, dtype=str), return_index=True)
+    first.sort()
+    images = [images[i] for i in first]
+    out = {k: np.asarray(v)[first] for k, v in arrays.items()}
+    if data_root is not None and track in TRUTH_READERS:
+        _path, names, truth = TRUTH_READERS[track](data_root)
+        out[TRUTH_IMAGES] = np.asarray(names, dtype=str)
+        out.update({TRUTH_PREFIX + k: np.asarray(v) for k, v in truth.items()})
+    return save_predictions(sub_dir / VALIDATION_PREDICTIONS, list(images), out)
+
+
+def aligned_to_truth(arrays: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
+    """A saved validation file's predictions put in its truth's row order (``images`` becomes
+    ``truth_images``); unchanged when it holds no truth."""
+    from abaw.formats.predictions import SavedPredictions
+
+    if TRUTH_IMAGES not in arrays:
+        return arrays
+    names = [str(n) for n in arrays[TRUTH_IMAGES]]
+    rows = SavedPredictions([str(n) for n in arrays["images"]], {}).row_indices(
+        names, f"{source}: the validation truth")
+    out = {k: v[rows] for k, v in arrays.items() if not k.startswith(TRUTH_PREFIX)}
+    out.update({k: v for k, v in arrays.items() if k.startswith(TRUTH_PREFIX)})
+    out["images"] = out.pop(TRUTH_IMAGES)
+    return out

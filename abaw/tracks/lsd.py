@@ -158,6 +158,9 @@ class Lsd(Challenge):
         p.add_argument("--train-limit", type=int, default=0,
                        help="train on a class-stratified subset of this many images (0 = all)")
         p.add_argument("--sr-workers", type=int, default=1, help="super-resolution processes")
+        p.add_argument("--adabn", default="none", choices=["none", "target"],
+                       help="target = recompute the BatchNorm statistics on the (unlabelled) "
+                            "validation and test images after training (AdaBN)")
         p.add_argument("--init", default="mtl", metavar="mtl|none|CHECKPOINT",
                        help="backbone initialisation: mtl = the best checkpoint of the default "
                             "MTL run (`make mtl`; trained first on the embedded data when "
@@ -167,7 +170,8 @@ class Lsd(Challenge):
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         init = {"mtl": "", "none": "-scratch"}.get(args.init, "-init")
         return (f"{stem}-sr{args.sr}-hands{args.hands}{init}"
-                + (f"-n{args.train_limit}" if args.train_limit else ""))
+                + (f"-n{args.train_limit}" if args.train_limit else "")
+                + ("-adabn" if args.adabn == "target" else ""))
 
     def check(self, run: Run) -> None:
         args = run.args
@@ -254,6 +258,19 @@ class Lsd(Challenge):
                     detector[split].update(detector_quality(csv_path, latent, folder.name))
                 print(f"{split}: {detector[split]}")
         run.report["detector"] = detector
+
+    def adapt_checkpoint(self, run: Run, cli: Any, checkpoint: Path) -> Path:
+        if run.args.adabn == "none":
+            return checkpoint
+        from abaw.lsd.adabn import adapt_checkpoint
+
+        with run.steps.step("AdaBN: BatchNorm statistics of the validation and test images"):
+            adapted, seen = adapt_checkpoint(cli, checkpoint)
+            print(f"BatchNorm statistics from {seen} unlabelled validation + test images → "
+                  f"{adapted}")
+        run.report["adabn"] = {"images": seen, "checkpoint": str(adapted),
+                               "trained_checkpoint": str(checkpoint)}
+        return adapted
 
     # -- scoring and the occlusion rule ---------------------------------------------------------
     def score_validation(self, run: Run, predictions: Any) -> dict:

@@ -43,6 +43,13 @@ def mtl_terms(score: dict) -> dict[str, float]:
     return {"P_MTL": score["score"], **{k: score[k] for k in TERMS[1:]}}
 
 
+def _steps_label(steps: list[str] | dict[str, list[str]]) -> str:
+    """``thresholds, smoothing`` or, per task, ``va: smoothing; expr: none; au: thresholds``."""
+    if isinstance(steps, dict):
+        return "; ".join(f"{t}: {', '.join(v) or 'none'}" for t, v in steps.items())
+    return ", ".join(steps) or "none"
+
+
 class Mtl(Challenge):
     name = "mtl"
     description = __doc__.split("\n\n")[0]
@@ -54,17 +61,19 @@ class Mtl(Challenge):
     table_header = ("MTL", "P_MTL", "CCC_V", "CCC_A", "F1_EXPR", "F1_AU")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--post", default="thresholds,biases,smoothing",
-                            help="post-processing steps fitted on validation: a comma list of "
-                                 "thresholds (per AU), biases (expression), smoothing (per "
-                                 "task, within videos), or none (default: all three)")
+        parser.add_argument("--post", default="auto",
+                            help="post-processing steps fitted on validation: auto (per task, "
+                                 "the steps whose split-half estimate beats the raw decisions; "
+                                 "the default), a comma list of thresholds (per AU), biases "
+                                 "(expression), smoothing (per task, within videos), or none")
         parser.add_argument("--no-tune", action="store_true",
                             help="raw decisions: AU at 0.5, argmax, no smoothing (= --post none)")
 
     def check(self, run: Run) -> None:
         from abaw.postprocess import parse_steps
 
-        parse_steps(run.args.post)
+        if run.args.post != "auto":
+            parse_steps(run.args.post)
 
     def cli_arguments(self, run: Run) -> list[str]:
         if run.args.test_images:
@@ -90,6 +99,7 @@ class Mtl(Challenge):
         from abaw.postprocess import (
             Labels,
             PostProcess,
+            choose_steps,
             default_postprocess_path,
             evaluate,
             fit_postprocess,
@@ -100,14 +110,24 @@ class Mtl(Challenge):
         )
 
         path, truth, arrays = run.validation
-        steps = () if run.args.no_tune else parse_steps(run.args.post)
         images, labels = list(truth.images), Labels.from_annotations(truth)
+        entries: dict[str, Any] = {}
+        steps: Any
+        if run.args.no_tune or run.args.post != "auto":
+            steps = () if run.args.no_tune else parse_steps(run.args.post)
+        else:
+            steps, entries["split_half_per_combination"] = choose_steps(images, labels, arrays)
+        shown = ({t: list(v) for t, v in steps.items()} if isinstance(steps, dict)
+                 else list(steps))
+        label = _steps_label(shown)
+        if run.args.post == "auto" and not run.args.no_tune:
+            print(f"--post auto: steps chosen per task by split-half: {label}")
         post = fit_postprocess(images, labels, arrays, steps)
         tuned = mtl_terms(evaluate(labels, post.decide(images, arrays)))
-        entries: dict[str, Any] = {
-            "postprocess_steps": list(steps), "au_thresholds": post.au_thresholds.tolist(),
+        entries.update({
+            "postprocess_steps": shown, "au_thresholds": post.au_thresholds.tolist(),
             "expression_biases": post.expression_biases.tolist(),
-            "smoothing_sigma": post.record()["smoothing_sigma"], "validation_tuned": tuned}
+            "smoothing_sigma": post.record()["smoothing_sigma"], "validation_tuned": tuned})
         try:
             entries["split_half"] = {
                 "raw": mtl_terms(split_half(images, labels, lambda fit, rows: PostProcess(
@@ -116,13 +136,13 @@ class Mtl(Challenge):
         except AbawError as err:  # a single validation video
             print(f"no split-half estimate: {err}")
         saved = save_postprocess(default_postprocess_path(checkpoint), post, fitted_on=str(path),
-                                 extra={"steps": list(steps), **{
+                                 extra={"steps": shown, **{
                                      k: entries[k] for k in ("validation_tuned", "split_half")
                                      if k in entries}})
-        print(f"post-processing ({', '.join(steps) or 'none'}) → {saved}: AU thresholds "
+        print(f"post-processing ({label}) → {saved}: AU thresholds "
               f"{np.round(post.au_thresholds, 2).tolist()}, expression biases "
               f"{post.expression_biases.tolist()}, smoothing sigma {post.smoothing or 'none'}")
-        run.rows.append([f"validation (post-processed: {', '.join(steps) or 'none'})",
+        run.rows.append([f"validation (post-processed: {label})",
                          *terms(tuned)])
         if "split_half" in entries:
             run.rows.append(["split-half (AU at 0.5)", *terms(entries["split_half"]["raw"])])
