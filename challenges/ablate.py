@@ -370,9 +370,10 @@ def intros(b: Budget) -> dict[str, str]:
     seeds = ",".join(map(str, b.seeds))
     return {
         "mtl": f"Embedded {data} data, {_epochs(b.mtl_epochs)} per row, seeds {seeds}; the "
-               "post-processing that `make mtl` fits on validation by default. Single-task rows are judged on their own term against the "
-               "multi-task default's same term; the MAE-initialised ViT against the random "
-               "ViT (same config, same fine-tuning budget).",
+               "post-processing that `make mtl` fits on validation by default. Single-task "
+               "rows are judged on their own term against the multi-task default's same term; "
+               "the MAE-initialised ViT against the random ViT (same config, same fine-tuning "
+               "budget).",
         "last-mile": "Over the seed runs of the multi-task default (`challenges.last_mile`, "
                      "one run at a time): each row adds one step to the row above and is "
                      f"judged against it; the ensemble averages {ENSEMBLE_SIZE} seed runs "
