@@ -256,8 +256,9 @@ def mtl_section(b: Budget, selected: set[str]) -> Iterator[Row]:
             spec = rows[name]
         # without the encoder, runs that finished before are still read
         result = mtl_baselines.train_row(b.mtl_prefix, name, spec, epochs=b.mtl_epochs,
-                                         seeds=b.seeds, synth_size=b.synth_size, fresh=b.fresh,
-                                         overrides=b.overrides, train=train and not missing)
+                                         seeds=b.seeds, synth_size=b.synth_size,
+                                         fresh=b.fresh and train, overrides=b.overrides,
+                                         train=train and not missing)
         row = Row("mtl", name, spec[2], reference)
         if result is not None:
             row.seeds, row.runs = result["seeds"], result["runs"]
@@ -346,11 +347,12 @@ def lsd_section(b: Budget, selected: set[str]) -> Iterator[Row]:
                   validation=[{"F1": ceiling["validation"][key]}],
                   test=[{"F1": ceiling["test"][key]}])
     for name, reference, (init, sr, hands) in lsd_rows():
+        train = slug(name) in selected  # --fresh retrains only these; the others are read
         result = lsd_ablation.train_row(
             sr, hands, init=init, epochs=b.lsd_epochs, train_limit=b.train_limit,
             seeds=b.seeds, synth_size=b.synth_size, sr_workers=b.sr_workers,
-            img_size=b.lsd_img_size, fresh=b.fresh, prefix=b.lsd_prefix,
-            overrides=b.overrides, train=slug(name) in selected)
+            img_size=b.lsd_img_size, fresh=b.fresh and train, prefix=b.lsd_prefix,
+            overrides=b.overrides, train=train)
         row = Row("lsd", name, "F1", reference)
         if result is not None:
             row.seeds, row.runs = result["seeds"], result["runs"]
