@@ -21,7 +21,7 @@ ARGS   ?=                      # extra arguments passed to the challenge recipe
 RUNS   ?= default                # MTL runs (names under submissions/mtl/) for make last-mile
 PYTEST_ARGS ?=
 
-.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation va expr au pretrain bench synth clean
+.PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation va expr au ablate pretrain bench synth clean
 
 help:  ## list the targets
 	@echo "abaw — make targets (variables: DATA=/path/to/real/data RUN=name CONFIG=file ARGS='...')"
@@ -83,6 +83,9 @@ lsd-ablation: $(STAMP)  ## LSD ablation (embedded data): no SR / compact SR / x4
 # interrupted run (a finished one returns at once, its encoder.pth kept)
 pretrain: $(STAMP)  ## MAE pre-training of the MTL ViT on every image (DATA=folder instead of the embedded data) -> runs/pretrain/<config>/encoder.pth
 	$(VENV)/bin/abaw pretrain mae --config configs/pretrain/default.yaml $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(if $(strip $(DATA)),--data.roots '[$(strip $(DATA))]') --ckpt_path last $(ARGS)
+
+ablate: $(STAMP)  ## the evidence table (embedded data, 3 seeds a row; hours, resumes): submissions/ablations.md
+	$(PY) -m challenges.ablate $(ARGS)
 
 synth: $(STAMP)  ## generate the embedded synthetic data (data/synth, --size default)
 	$(VENV)/bin/abaw synth data/synth --size default

@@ -505,12 +505,12 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
     return finish(run_, submission)
 
 
-def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[int, dict | None]:
-    """Parse the recipe's options and run it: ``(0, report)``, or the exit status and
-    ``None`` after printing one line — toolkit errors 2, anything unexpected 3
-    (``ABAW_DEBUG=1`` re-raises); an interruption (130) says how to resume."""
+def guarded(body: Callable[[], Any]) -> tuple[int, Any]:
+    """``(0, body())``, or the exit status and ``None`` after printing one line — toolkit
+    errors 2, anything unexpected 3 (``ABAW_DEBUG=1`` re-raises); an interruption (130)
+    says how to resume. What a recipe or a table of recipes runs in."""
     try:
-        return 0, run(challenge, parse_args(challenge, argv))
+        return 0, body()
     except AbawError as err:
         print(f"abaw: error: {err}", file=sys.stderr)
         return 2, None
@@ -526,22 +526,54 @@ def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[in
         return 3, None
 
 
+def attempt(challenge: Challenge, argv: Sequence[str] | None = None) -> tuple[int, dict | None]:
+    """Parse the recipe's options and run it (:func:`guarded`): ``(0, report)``, or the exit
+    status and ``None`` after printing one line."""
+    return guarded(lambda: run(challenge, parse_args(challenge, argv)))
+
+
+def finished_report(challenge: Challenge, run: str) -> dict | None:
+    """The ``report.json`` of a finished run of the embedded data (one with a hidden-truth
+    test score) under ``submissions/<challenge>/<run>/``; ``None`` otherwise."""
+    path = Path("submissions") / challenge.name / run / REPORT_FILE
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("test") else None
+
+
 def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
-                  seeds: Sequence[int]) -> list[tuple[int, int, dict | None]]:
+                  seeds: Sequence[int], reuse: bool = False,
+                  train: bool = True) -> list[tuple[int, int, dict | None]]:
     """:func:`attempt` once per seed: run ``<run>-s<seed>`` with ``--seed_everything <seed>``.
 
     ``argv`` is a recipe command line without ``--run`` (recipe options, then optionally
     ``--`` and LightningCLI overrides). Returns ``(seed, status, report)`` per seed; a seed
-    whose run finished before resumes from its checkpoint, so a rerun of a table costs only
-    the seeds that did not finish.
+    whose run was interrupted resumes from its checkpoint, so a rerun of a table costs only
+    the seeds that did not finish; an interruption stops every seed (``KeyboardInterrupt``
+    again, after :func:`attempt`'s line). ``reuse``: a seed whose run finished
+    (:func:`finished_report`) is not run again, its report is read (never with ``--fresh``);
+    ``train=False`` (with ``reuse``): only finished runs are read, the others are left out.
     """
     argv = list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     recipe, overrides = argv[:split], argv[split + 1:]
     results = []
     for seed in seeds:
-        status, report = attempt(challenge, [*recipe, "--run", f"{run}-s{seed}", "--",
+        name = f"{run}-s{seed}"
+        report = finished_report(challenge, name) if reuse and "--fresh" not in recipe else None
+        if report is not None:
+            print(f"{name}: finished before, reusing submissions/{challenge.name}/{name}/"
+                  f"{REPORT_FILE}", flush=True)
+            results.append((seed, 0, report))
+            continue
+        if not train:
+            continue
+        status, report = attempt(challenge, [*recipe, "--run", name, "--",
                                              *overrides, "--seed_everything", str(seed)])
+        if status == 130:
+            raise KeyboardInterrupt
         results.append((seed, status, report))
     return results
 
@@ -551,7 +583,7 @@ def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
     return attempt(challenge, argv)[0]
 
 
-__all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data", "finish",
-           "fit", "main", "matched", "oracle", "parse_args", "predict", "prepare", "run",
-           "save_validation_predictions", "table", "validate", "write_html_report",
-           "write_report"]
+__all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data",
+           "finish", "finished_report", "fit", "guarded", "main", "matched", "oracle", "parse_args",
+           "predict", "prepare", "run", "save_validation_predictions", "table", "validate",
+           "write_html_report", "write_report"]

@@ -16,19 +16,22 @@ Tables (``--table``):
   augmentation, task weighting and EMA of weights, one change from the default per row.
 
 Output: a Markdown table on stdout and in ``submissions/mtl/<table>.md``, the numbers in
-``submissions/mtl/<table>.json``. Rerunning resumes finished runs from their checkpoints, so
-``--rows`` and ``--seeds`` can grow a table a piece at a time.
+``submissions/mtl/<table>.json``. Rerunning reads the runs that finished (their
+``report.json``) and resumes the others from their checkpoints, so ``--rows`` and ``--seeds``
+can grow a table a piece at a time; ``make ablate`` (:mod:`challenges.ablate`) trains its MTL
+rows with :func:`train_row` under the same run names.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt_seeds, ensure_synthetic_data, oracle, write_report
+from abaw.runner import attempt_seeds, ensure_synthetic_data, guarded, oracle, write_report
 from abaw.synth.sizes import SIZES
 from abaw.tracks.mtl import MTL
 
@@ -69,7 +72,8 @@ def _terms(score: dict) -> dict[str, float]:
             "EXPR": score["f1_expression"], "AU": score["f1_au"]}
 
 
-def _train_seconds(report: dict) -> float:
+def train_seconds(report: dict) -> float:
+    """The training step's seconds in a run's ``report.json``."""
     return next(v for k, v in report["seconds"].items() if k.startswith("train"))
 
 
@@ -98,6 +102,49 @@ def markdown(table: str, epochs: int, results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ceiling_rows(synth_size: str) -> dict[str, dict]:
+    """The oracle-ceiling and trivial-predictor rows of the embedded data (one value each)."""
+    ceiling = oracle(ensure_synthetic_data(synth_size, 0))["mtl"]
+    return {name: {"validation": [_terms(ceiling["validation"][key])],
+                   "test": [_terms(ceiling["test"][key])], "judged_on": "P_MTL"}
+            for name, key in (("oracle ceiling", "oracle"),
+                              ("majority class / mean VA", "trivial_majority"))}
+
+
+def train_row(prefix: str, name: str, spec: tuple[str, list[str], str], *, epochs: int,
+              seeds: Sequence[int], synth_size: str = "default", fresh: bool = False,
+              overrides: Sequence[str] = (), train: bool = True) -> dict | None:
+    """Train one row (``spec`` as in :data:`TABLES`) once per seed through the MTL recipe, as
+    runs ``<prefix>-e<epochs>-<slug(name)>-s<seed>``; a run that finished before is read, not
+    rerun (unless ``fresh``); ``train=False`` only reads the finished runs. ``overrides``:
+    LightningCLI overrides added to every seed's run.
+    The row's results (per seed: the terms on validation, split-half and test, training
+    seconds), or ``None`` when no seed finished."""
+    config, row_overrides, judged_on = spec
+    recipe = ["--config", config, "--synth-size", synth_size] + (["--fresh"] if fresh else [])
+    epoch_args = [] if "--trainer.max_epochs" in row_overrides else ["--trainer.max_epochs",
+                                                                     str(epochs)]
+    row_argv = [*recipe, "--", *epoch_args, *overrides, *row_overrides]
+    if train:
+        print(f"\n##### {name}: python -m challenges.mtl {' '.join(row_argv)} "
+              f"(seeds {','.join(map(str, seeds))})", flush=True)
+    done = [(seed, report) for seed, status, report in
+            attempt_seeds(MTL, row_argv, f"{prefix}-e{epochs}-{slug(name)}", seeds, reuse=True,
+                          train=train) if report is not None]
+    if train and len(done) < len(seeds):
+        print(f"row {name!r}: {len(seeds) - len(done)} seed(s) failed; continuing",
+              file=sys.stderr)
+    if not done:
+        return None
+    return {"seeds": [seed for seed, _ in done], "judged_on": judged_on,
+            "runs": [r["run"] for _, r in done],
+            "validation": [_terms(r["validation_tuned"]) for _, r in done],
+            "split_half": [_terms(r["split_half"]["tuned"]) for _, r in done
+                           if "split_half" in r],
+            "test": [_terms(r["test"]) for _, r in done],
+            "train_seconds": [train_seconds(r) for _, r in done]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make mtl-baselines", description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="baselines", choices=list(TABLES))
@@ -118,34 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as err:
         p.error(f"unknown row {err}; rows of --table {args.table}: {', '.join(TABLES[args.table])}")
 
-    ceiling = oracle(ensure_synthetic_data(args.synth_size, 0))["mtl"]
-    results: dict[str, dict] = {
-        "oracle ceiling": {"validation": [_terms(ceiling["validation"]["oracle"])],
-                           "test": [_terms(ceiling["test"]["oracle"])], "judged_on": "P_MTL"},
-        "majority class / mean VA": {
-            "validation": [_terms(ceiling["validation"]["trivial_majority"])],
-            "test": [_terms(ceiling["test"]["trivial_majority"])], "judged_on": "P_MTL"},
-    }
-    for name, (config, overrides, judged_on) in rows.items():
-        recipe = ["--config", config, "--synth-size", args.synth_size]
-        if args.fresh:
-            recipe.append("--fresh")
-        epochs = [] if "--trainer.max_epochs" in overrides else ["--trainer.max_epochs",
-                                                                 str(args.epochs)]
-        row_argv = [*recipe, "--", *epochs, *overrides]
-        print(f"\n##### {name}: python -m challenges.mtl {' '.join(row_argv)} (seeds {args.seeds})",
-              flush=True)
-        done = [(seed, report) for seed, status, report in
-                attempt_seeds(MTL, row_argv, f"{args.table}-e{args.epochs}-{slug(name)}", seeds)
-                if report is not None]
-        if len(done) < len(seeds):
-            print(f"row {name!r}: {len(seeds) - len(done)} seed(s) failed; continuing",
-                  file=sys.stderr)
-        if done:
-            results[name] = {"seeds": [seed for seed, _ in done], "judged_on": judged_on,
-                             "validation": [_terms(r["validation_tuned"]) for _, r in done],
-                             "test": [_terms(r["test"]) for _, r in done],
-                             "train_seconds": [_train_seconds(r) for _, r in done]}
+    return guarded(lambda: write_table(args, rows, seeds))[0]
+
+
+def write_table(args: argparse.Namespace, rows: dict, seeds: Sequence[int]) -> None:
+    results = ceiling_rows(args.synth_size)
+    prefix = args.table + ("" if args.synth_size == "default" else f"-{args.synth_size}")
+    for name, spec in rows.items():
+        row = train_row(prefix, name, spec, epochs=args.epochs, seeds=seeds,
+                        synth_size=args.synth_size, fresh=args.fresh)
+        if row is not None:
+            results[name] = row
 
     text = markdown(args.table, args.epochs, results)
     print("\n" + text)
@@ -153,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     write_report(Path(f"submissions/mtl/{args.table}.json"),
                  {"table": args.table, "epochs": args.epochs, "seeds": list(seeds),
                   "rows": results})
-    return 0
 
 
 if __name__ == "__main__":
