@@ -272,19 +272,21 @@ class MtlPredictionWriter(PredictionWriter):
 class PerVideoPredictionWriter(MtlPredictionWriter):
     """A per-video task (5th ABAW on): one file over every frame of the sample file.
 
-    The frames with a crop are predicted (VA as predicted, expression = argmax, AUs at the
-    per-AU thresholds of the post-processing JSON or ``au_threshold``); every other sample
-    row takes the decision of the nearest predicted frame of the same video
-    (:func:`abaw.data.per_video.fill_rows`).
+    The frames with a crop are predicted and decided first, with the post-processing of the
+    JSON as for MTL (:class:`abaw.postprocess.PostProcess`: the task's smoothing by frame
+    number within each video over the predicted frames, then the expression biases or the
+    per-AU thresholds; without a JSON: VA as predicted, argmax, AUs at ``au_threshold``);
+    only then does every other sample row take the decision of the nearest predicted frame
+    of the same video (:func:`abaw.data.per_video.fill_rows`).
 
     Args:
         task: ``va``, ``expr`` or ``au`` (linked from ``data.task``).
     """
 
     def __init__(self, output_dir: str | None = None, postprocess: str | None = None,
-                 auto_postprocess: bool = True, au_threshold: float = 0.5,
-                 task: str = "va") -> None:
-        super().__init__(output_dir, postprocess, auto_postprocess, au_threshold)
+                 auto_postprocess: bool = True, tta: list[str] | None = None,
+                 au_threshold: float = 0.5, task: str = "va") -> None:
+        super().__init__(output_dir, postprocess, auto_postprocess, tta, au_threshold)
         self.task = task
 
     def decide(self, images: list[str], arrays: dict[str, np.ndarray],
