@@ -16,6 +16,7 @@ from abaw.errors import AbawError
 from abaw.formats import readers
 from abaw.formats.submissions import read_per_video_submission, validate_submission
 from abaw.models.temporal import TemporalHead
+from abaw.postprocess import PostProcess
 from abaw.scoring import score
 from abaw.synth.layouts import plan_per_video
 from abaw.synth.sizes import SIZES
@@ -74,7 +75,8 @@ def test_writer_fills_and_writes_a_valid_file(tmp_path):
     writer = PerVideoPredictionWriter(task="expr")
     probs = np.eye(vocab.NUM_EXPRESSIONS)[[3, 6]]  # frame 2 → Fear, frame 5 → Surprise
     arrays = {"va": np.zeros((2, 2)), "expr_prob": probs, "au_prob": np.zeros((2, 12))}
-    result = writer.finish(["v/00002.jpg", "v/00005.jpg"], arrays, 0.5, wanted, tmp_path)
+    result = writer.finish(["v/00002.jpg", "v/00005.jpg"], arrays, PostProcess(), wanted,
+                           tmp_path)
     names, labels = read_per_video_submission(result.written["submission"], "expr")
     assert names == wanted and list(labels) == [3, 3, 3, 6, 6]  # frame 3 is nearer to 2
     assert validate_submission("expr", result.written["submission"], sample=sample) == []

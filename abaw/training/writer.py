@@ -290,7 +290,7 @@ class PerVideoPredictionWriter(MtlPredictionWriter):
         self.task = task
 
     def decide(self, images: list[str], arrays: dict[str, np.ndarray],
-               post: np.ndarray | float) -> dict[str, np.ndarray]:
+               post: PostProcess) -> dict[str, np.ndarray]:
         decided = super().decide(images, arrays, post)
         key = {"va": "va", "expr": "expression", "au": "aus"}[self.task]
         return {"values": decided[key]}
