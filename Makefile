@@ -18,7 +18,8 @@ DATA   ?=                      # real-data root; empty = the embedded synthetic 
 RUN    ?=                      # run name under submissions/<challenge>/ (default: config name + time)
 CONFIG ?=                      # config file (default: configs/<challenge>/default.yaml)
 ARGS   ?=                      # extra arguments passed to the challenge recipe
-RUNS   ?= default                # MTL runs (names under submissions/mtl/) for make last-mile
+RUNS   ?= default                # runs (names under submissions/<TRACK>/) for make last-mile
+TRACK  ?= mtl                    # the track of RUNS for make last-mile: mtl, va, expr or au
 PYTEST_ARGS ?=
 
 .PHONY: help venv test test-slow lint mtl mtl-baselines mtl-sweep last-mile lsd lsd-ablation va expr au ablate pretrain bench synth clean
@@ -58,8 +59,8 @@ mtl-baselines: $(STAMP)  ## MTL quality table (embedded data, 3 seeds a row): ba
 mtl-sweep: $(STAMP)  ## how the MTL default was chosen (embedded data, 3 seeds a row): resolution, backbone, lr, augmentation, weighting, EMA
 	$(PY) -m challenges.mtl_baselines --table sweep $(ARGS)
 
-last-mile: $(STAMP)  ## table of each post-processing step's effect over MTL runs: RUNS="r1 r2 r3"
-	$(PY) -m challenges.last_mile --runs $(RUNS) $(ARGS)
+last-mile: $(STAMP)  ## table of each post-processing step's effect over runs: RUNS="r1 r2 r3" [TRACK=va|expr|au]
+	$(PY) -m challenges.last_mile --track $(strip $(TRACK)) --runs $(RUNS) $(ARGS)
 
 lsd: $(STAMP)  ## Learning-from-Synthetic-Data challenge end to end (DATA=... for the real data)
 	$(PY) -m challenges.lsd $(if $(strip $(DATA)),--data $(strip $(DATA))) $(if $(strip $(RUN)),--run $(strip $(RUN))) $(if $(strip $(CONFIG)),--config $(strip $(CONFIG))) $(ARGS)

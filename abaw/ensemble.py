@@ -20,6 +20,11 @@ Each input is a run's submission folder (``submissions/<track>/<run>/`` with
 
 An ensemble of one run is that run: the same arrays, the same fitted post-processing, the
 same submission file.
+
+The track says which rows are fitted and scored (:meth:`abaw.runner.Challenge.validation_set`):
+MTL scores the predicted rows themselves; a per-video track predicts the frames with a face
+crop and scores every frame of the validation videos, each filled from the nearest predicted
+frame of its video after the post-processing (``rows``, as in :func:`abaw.postprocess.fit_postprocess`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from abaw.postprocess import (
     PostProcess,
     evaluate,
     fit_postprocess,
+    rows_within,
+    scored,
     split_half,
 )
 from abaw.vocab import PREDICTIONS_FILE
@@ -131,29 +138,31 @@ def simplex_grid(count: int, step: float = WEIGHT_STEP) -> list[tuple[float, ...
 
 
 def fit_weights(validation: Sequence[SavedPredictions], images: Sequence[str], truth: Labels,
-                steps: Sequence[str] = STEPS, step: float = WEIGHT_STEP) -> dict[str, list[float]]:
+                steps: Sequence[str] = STEPS, step: float = WEIGHT_STEP,
+                rows: np.ndarray | None = None) -> dict[str, list[float]]:
     """Per task array (``va``, ``expr_prob``, ``au_prob``): the weights of the simplex grid
     maximising that task's validation term, after refitting its thresholds / biases (the
     non-temporal ``steps``); ties go to the most equal weights. ``validation[i]`` must hold
-    the rows of ``images`` (the truth's rows)."""
-    rows = [v.reordered(list(images), f"validation input {i + 1}")
-            for i, v in enumerate(validation)]
-    candidates = simplex_grid(len(rows), step)
+    the rows of ``images`` (the prediction rows; ``rows``: the truth's, as
+    :func:`abaw.postprocess.fit_postprocess`)."""
+    inputs = [v.reordered(list(images), f"validation input {i + 1}")
+              for i, v in enumerate(validation)]
+    candidates = simplex_grid(len(inputs), step)
     every = set().union(*steps.values()) if isinstance(steps, Mapping) else set(steps)
     static = [s for s in STEPS if s in every and s != "smoothing"]
     term = {"va": "va", "expr": "f1_expression", "au": "f1_au"}
     weights: dict[str, list[float]] = {}
     for task in truth.tasks:
         key = TASK_ARRAYS[task]
-        if not all(key in r.arrays for r in rows):
+        if not all(key in r.arrays for r in inputs):
             continue
         only = Labels(**{f: getattr(truth, f) if t == task else None
                          for f, t in zip(("va", "expression", "aus"), TASK_ARRAYS)})
         best_score, best = -math.inf, candidates[0]
         for w in candidates:
-            mixed = {key: sum(wi * r.arrays[key] for wi, r in zip(w, rows))}
-            post = fit_postprocess(images, only, mixed, static)
-            score = evaluate(only, post.decide(images, mixed))[term[task]]
+            mixed = {key: sum(wi * r.arrays[key] for wi, r in zip(w, inputs))}
+            post = fit_postprocess(images, only, mixed, static, rows=rows)
+            score = evaluate(only, scored(post.decide(images, mixed), rows))[term[task]]
             if score > best_score:
                 best_score, best = score, w
         weights[key] = list(best)
@@ -162,14 +171,15 @@ def fit_weights(validation: Sequence[SavedPredictions], images: Sequence[str], t
 
 def resolve_weights(validation: Sequence[SavedPredictions], images: Sequence[str],
                     truth: Labels, weights: str | Sequence[float] = "equal",
-                    steps: Sequence[str] = STEPS) -> dict[str, list[float]]:
+                    steps: Sequence[str] = STEPS, rows: np.ndarray | None = None
+                    ) -> dict[str, list[float]]:
     """Per task array, one weight per input: ``"equal"``, ``"fit"`` on validation
     (:func:`fit_weights`), or the given numbers for every array."""
     count = len(validation)
     if isinstance(weights, str):
         if weights not in ("equal", "fit"):
             raise AbawError(f"weights must be 'equal', 'fit' or numbers, got {weights!r}")
-        chosen = (fit_weights(validation, images, truth, steps)
+        chosen = (fit_weights(validation, images, truth, steps, rows=rows)
                   if weights == "fit" and count > 1 else {})
     else:
         if len(weights) != count:
@@ -179,32 +189,36 @@ def resolve_weights(validation: Sequence[SavedPredictions], images: Sequence[str
 
 
 def fit_ensemble(validation: Sequence[SavedPredictions], images: Sequence[str], truth: Labels,
-                 weights: str | Sequence[float] = "equal", steps: Sequence[str] = STEPS
-                 ) -> tuple[dict[str, list[float]], PostProcess]:
+                 weights: str | Sequence[float] = "equal", steps: Sequence[str] = STEPS,
+                 rows: np.ndarray | None = None) -> tuple[dict[str, list[float]], PostProcess]:
     """The weights and the post-processing fitted on the inputs' validation predictions
-    (each holding the rows of ``images``, the truth's rows)."""
+    (each holding the rows of ``images``; ``rows``: the truth's rows, as
+    :func:`abaw.postprocess.fit_postprocess`)."""
     validation = [v.reordered(list(images), f"validation input {i + 1}")
                   for i, v in enumerate(validation)]
-    chosen = resolve_weights(validation, images, truth, weights, steps)
+    chosen = resolve_weights(validation, images, truth, weights, steps, rows)
     mixed = average(validation, chosen)
-    return chosen, fit_postprocess(images, truth, mixed.arrays, steps)
+    return chosen, fit_postprocess(images, truth, mixed.arrays, steps, rows=rows)
 
 
 def split_half_ensemble(validation: Sequence[SavedPredictions], images: Sequence[str],
                         truth: Labels, weights: str | Sequence[float] = "equal",
-                        steps: Sequence[str] = STEPS) -> dict[str, float]:
+                        steps: Sequence[str] = STEPS, rows: np.ndarray | None = None
+                        ) -> dict[str, float]:
     """:func:`abaw.postprocess.split_half` of the whole fit (weights included)."""
     names = np.asarray(images, dtype=object)
     validation = [v.reordered(list(images), f"validation input {i + 1}")
                   for i, v in enumerate(validation)]
 
     def fit_and_decide(fit_rows: np.ndarray, score_rows: np.ndarray) -> dict[str, np.ndarray]:
+        truth_rows, local = rows_within(rows, fit_rows, len(names))
         chosen, post = fit_ensemble([v.subset(fit_rows) for v in validation],
-                                    list(names[fit_rows]), truth.subset(fit_rows), weights, steps)
+                                    list(names[fit_rows]), truth.subset(truth_rows), weights,
+                                    steps, local)
         mixed = average([v.subset(score_rows) for v in validation], chosen)
         return post.decide(mixed.images, mixed.arrays)
 
-    return split_half(images, truth, fit_and_decide)
+    return split_half(images, truth, fit_and_decide, rows)
 
 
 @dataclass
@@ -219,22 +233,25 @@ class Fitted:
 
 
 def fit_members(members: Sequence[Member], images: Sequence[str], truth: Labels,
-                weights: str | Sequence[float] = "equal", steps: Sequence[str] = STEPS
-                ) -> Fitted:
+                weights: str | Sequence[float] = "equal", steps: Sequence[str] = STEPS,
+                rows: np.ndarray | None = None) -> Fitted:
     """Fit the weights and post-processing, score validation raw and post-processed and
-    estimate split-half; the averaged test predictions to write."""
-    chosen, post = fit_ensemble([m.validation for m in members], images, truth, weights, steps)
+    estimate split-half; the averaged test predictions to write. ``images`` name the
+    prediction rows, ``rows`` the truth's (:meth:`abaw.runner.Challenge.validation_set`)."""
+    chosen, post = fit_ensemble([m.validation for m in members], images, truth, weights, steps,
+                                rows)
     validation = average([m.validation.reordered(list(images), m.name) for m in members], chosen)
     report: dict[str, Any] = {
         "inputs": [m.name for m in members], "weights": chosen,
         "steps": ({t: list(v) for t, v in steps.items()} if isinstance(steps, Mapping)
                   else list(steps)),
-        "validation_raw": evaluate(truth, PostProcess().decide(images, validation.arrays)),
-        "validation_tuned": evaluate(truth, post.decide(images, validation.arrays)),
+        "validation_raw": evaluate(truth, scored(PostProcess().decide(images, validation.arrays),
+                                                 rows)),
+        "validation_tuned": evaluate(truth, scored(post.decide(images, validation.arrays), rows)),
         "postprocess": post.record()}
     try:
         report["split_half"] = split_half_ensemble([m.validation for m in members], images,
-                                                   truth, weights, steps)
+                                                   truth, weights, steps, rows)
     except AbawError as err:
         report["split_half_error"] = str(err)
     return Fitted(chosen, post, validation, average([m.test for m in members], chosen), report)
@@ -249,7 +266,7 @@ def write_submission(challenge: Any, fitted: Fitted, out: Path, data_root: Path)
     from abaw.postprocess import save_postprocess
 
     out.mkdir(parents=True, exist_ok=True)
-    test_list = data_root / challenge.test_list
+    test_list = challenge.test_list_file(data_root)
     written = challenge.prediction_writer().finish(
         fitted.test.images, fitted.test.arrays, fitted.post,
         read_expected_names(test_list, challenge.name), out)
@@ -271,20 +288,20 @@ def write_submission(challenge: Any, fitted: Fitted, out: Path, data_root: Path)
 def hidden_test_score(challenge: Any, submission: Path, data_root: Path) -> dict | None:
     """The official score of a written submission against the embedded data's hidden test
     truth (``None`` on real data, which has none)."""
-    truth_file = data_root / challenge.test_truth if challenge.test_truth else None
-    if truth_file is None or not truth_file.is_file():
+    truth_file = challenge.test_truth_file(data_root)
+    if truth_file is None or not truth_file.exists():
         return None
     return challenge.score_file(submission, truth_file).values
 
 
-def auto_steps(members: Sequence[Member], images: Sequence[str], truth: Labels
-               ) -> dict[str, tuple[str, ...]]:
+def auto_steps(members: Sequence[Member], images: Sequence[str], truth: Labels,
+               rows: np.ndarray | None = None) -> dict[str, tuple[str, ...]]:
     """``--post auto``'s choice (:func:`abaw.postprocess.choose_steps`) on the equal-weight
-    average of the members' validation predictions."""
+    average of the members' validation predictions (``rows`` as for :func:`fit_members`)."""
     from abaw.postprocess import choose_steps
 
     mixed = average([m.validation.reordered(list(images), m.name) for m in members])
-    return choose_steps(list(images), truth, mixed.arrays)[0]
+    return choose_steps(list(images), truth, mixed.arrays, rows=rows)[0]
 
 
 def write_ensemble(challenge: Any, members: Sequence[Member], out: Path, data_root: Path,
@@ -294,10 +311,10 @@ def write_ensemble(challenge: Any, members: Sequence[Member], out: Path, data_ro
     the post-processing steps, or ``"auto"`` (per task, those that win on split-half)."""
     from abaw.runner import write_report
 
-    images, truth = challenge.validation_truth(data_root)
+    images, truth, rows = challenge.validation_set(data_root, members[0].validation.images)
     if steps == "auto":
-        steps = auto_steps(members, images, truth)
-    fitted = fit_members(members, images, truth, weights, steps)
+        steps = auto_steps(members, images, truth, rows)
+    fitted = fit_members(members, images, truth, weights, steps, rows)
     submission = write_submission(challenge, fitted, out, data_root)
     report = {**fitted.report, "data": str(data_root)}
     test = hidden_test_score(challenge, submission, data_root)  # after the file is written

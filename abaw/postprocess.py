@@ -23,6 +23,14 @@ the arrays are ``va`` (N, 2), ``expr_prob`` (N, 8), ``au_prob`` (N, 12), keyed a
 optimistic, so :func:`split_half` gives the honest estimate: fit on half the validation
 videos, score on the other half, swap, average.
 
+Predicted rows and scored rows may differ (the per-video tracks): the model predicts the
+frames that have a face crop, the truth covers every frame of a video, and each truth row
+takes the decision of the nearest predicted frame of its video. ``rows`` (truth row ->
+prediction row, :func:`abaw.data.per_video.fill_rows`) says so to the fitting and the
+split-half functions: the arrays are smoothed over the **predicted** frames first (the
+post-processing works on the crop-frame predictions), then decided, then filled to the
+truth's rows and scored. ``rows=None`` (MTL): the truth's rows are the predicted rows.
+
 The JSON (``<checkpoint>.postprocess.json``, :func:`save_postprocess` /
 :func:`load_postprocess`) is data, never code. Format version 2 adds
 ``expression_biases`` and ``smoothing_sigma`` to version 1's ``au_thresholds``; a version-1
@@ -214,6 +222,25 @@ def evaluate(truth: Labels, decided: Mapping[str, np.ndarray]) -> dict[str, floa
     return out
 
 
+def scored(decided: Mapping[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The decisions of the truth's rows: ``decided[rows]`` per column (``None``: as they are)."""
+    return dict(decided) if rows is None else {k: v[rows] for k, v in decided.items()}
+
+
+def rows_within(rows: np.ndarray | None, kept: np.ndarray, count: int
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """For the prediction rows ``kept`` (indices among ``count``): the truth rows they score
+    and, for each, its prediction row's position within ``kept`` (the ``rows`` of the
+    subset). ``rows=None`` (truth rows are prediction rows): ``(kept, None)``."""
+    if rows is None:
+        return kept, None
+    position = np.full(count, -1, dtype=np.int64)
+    position[kept] = np.arange(len(kept))
+    local = position[np.asarray(rows, dtype=np.int64)]
+    truth_rows = np.flatnonzero(local >= 0)
+    return truth_rows, local[truth_rows]
+
+
 # --- the fitted post-processing ------------------------------------------------------------------
 
 
@@ -288,11 +315,14 @@ class PostProcess:
 
 def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
                     steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
-                    sigma_grid: Sequence[float] = SIGMA_GRID) -> PostProcess:
+                    sigma_grid: Sequence[float] = SIGMA_GRID,
+                    rows: np.ndarray | None = None) -> PostProcess:
     """Fit the chosen ``steps`` (:data:`STEPS`; or a task -> steps mapping, as
     :func:`choose_steps` returns) on labelled rows, for the truth's tasks.
 
-    ``images`` name the rows of ``arrays`` and ``truth`` (the same rows). With
+    ``images`` name the rows of ``arrays``; ``truth`` has the same rows, or with ``rows``
+    one row per entry of ``rows``, truth row ``i`` scoring prediction row ``rows[i]``
+    (smoothing runs over the prediction rows, the fit and the score over the truth's). With
     ``"smoothing"``, each task's sigma is the grid value giving the best task term after
     refitting that task's thresholds / biases on the smoothed values (ties: the smaller sigma).
     """
@@ -314,6 +344,8 @@ def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, n
         for sigma in sigmas:
             values = (arrays[key] if sigma == 0
                       else gaussian_smooth(arrays[key], videos, frames, sigma))
+            if rows is not None:
+                values = values[rows]
             if task == "va":
                 score, fitted = sum(va_ccc(truth.va, np.clip(values, -1, 1))), None
             elif task == "expr":
@@ -336,12 +368,13 @@ def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, n
 
 
 def choose_steps(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
-                 sigma_grid: Sequence[float] = SIGMA_GRID
+                 sigma_grid: Sequence[float] = SIGMA_GRID, rows: np.ndarray | None = None
                  ) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, float]]]:
     """``--post auto``: for each task, the steps (of :data:`TASK_STEPS`) whose split-half
     estimate (:func:`split_half_postprocess`) of that task's term is best — none when no
     step beats the raw decisions on held-out videos (ties: fewer steps). Returns the choice
     and the split-half terms of every combination tried (keyed ``"a,b"``, ``"none"``).
+    ``rows``: as for :func:`fit_postprocess` (per-video tracks: truth row -> prediction row).
 
     The estimate of the chosen combination is optimistic by the choice itself (the best of
     at most four per task on the same halves); the hidden-test column of the last-mile table
@@ -351,7 +384,7 @@ def choose_steps(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.n
 
     combos = [c for r in range(len(STEPS) + 1) for c in itertools.combinations(STEPS, r)]
     try:
-        estimates = {c: split_half_postprocess(images, truth, arrays, c, sigma_grid)
+        estimates = {c: split_half_postprocess(images, truth, arrays, c, sigma_grid, rows)
                      for c in combos}
     except AbawError as err:  # one validation video: nothing held out, every step unchecked
         log.warning("--post auto: %s; fitting every step", err)
@@ -391,36 +424,81 @@ def video_halves(images: Sequence[str]) -> np.ndarray:
 
 
 def split_half(images: Sequence[str], truth: Labels,
-               fit_and_decide: Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
-               ) -> dict[str, float]:
+               fit_and_decide: Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]],
+               rows: np.ndarray | None = None) -> dict[str, float]:
     """The mean over the two halves of the validation videos (:func:`video_halves`) of the
     scores (:func:`evaluate`) on one half of decisions fitted on the other.
 
-    ``fit_and_decide(fit_rows, score_rows)`` fits on the rows ``fit_rows`` (indices) only
-    and returns the decisions for the rows ``score_rows``.
+    ``images`` name the prediction rows (``rows``: as :func:`fit_postprocess`; the truth
+    rows of a video belong to its half). ``fit_and_decide(fit_rows, score_rows)`` fits on
+    the prediction rows ``fit_rows`` (indices; their truth: :func:`rows_within`) only and
+    returns the decisions for the prediction rows ``score_rows``.
     """
     half = video_halves(images)
     scores = []
     for fit_rows, score_rows in ((half, ~half), (~half, half)):
         fit_rows, score_rows = np.flatnonzero(fit_rows), np.flatnonzero(score_rows)
-        scores.append(evaluate(truth.subset(score_rows), fit_and_decide(fit_rows, score_rows)))
+        truth_rows, local = rows_within(rows, score_rows, len(half))
+        scores.append(evaluate(truth.subset(truth_rows),
+                               scored(fit_and_decide(fit_rows, score_rows), local)))
     return {k: (scores[0][k] + scores[1][k]) / 2.0 for k in scores[0]}
 
 
 def split_half_postprocess(images: Sequence[str], truth: Labels,
                            arrays: Mapping[str, np.ndarray],
                            steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
-                           sigma_grid: Sequence[float] = SIGMA_GRID) -> dict[str, float]:
+                           sigma_grid: Sequence[float] = SIGMA_GRID,
+                           rows: np.ndarray | None = None) -> dict[str, float]:
     """:func:`split_half` of :func:`fit_postprocess` with ``steps``."""
     names = np.asarray(images, dtype=object)
     steps = steps if isinstance(steps, Mapping) else tuple(steps)
 
     def fit_and_decide(fit_rows: np.ndarray, score_rows: np.ndarray) -> dict[str, np.ndarray]:
-        post = fit_postprocess(list(names[fit_rows]), truth.subset(fit_rows),
-                               {k: v[fit_rows] for k, v in arrays.items()}, steps, sigma_grid)
+        truth_rows, local = rows_within(rows, fit_rows, len(names))
+        post = fit_postprocess(list(names[fit_rows]), truth.subset(truth_rows),
+                               {k: v[fit_rows] for k, v in arrays.items()}, steps, sigma_grid,
+                               local)
         return post.decide(list(names[score_rows]), {k: v[score_rows] for k, v in arrays.items()})
 
-    return split_half(images, truth, fit_and_decide)
+    return split_half(images, truth, fit_and_decide, rows)
+
+
+def raw_split_half(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
+                   rows: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`split_half` of the raw decisions (nothing fitted): each half's own score."""
+    def decide(fit_rows: np.ndarray, score_rows: np.ndarray) -> dict[str, np.ndarray]:
+        return PostProcess().decide([images[i] for i in score_rows],
+                                    {k: v[score_rows] for k, v in arrays.items()})
+
+    return split_half(images, truth, decide, rows)
+
+
+@dataclass
+class FittedPost:
+    """A post-processing fitted on validation with its scores: ``tuned`` (:func:`evaluate`
+    after it, on the fitted rows), ``split_half`` (``raw`` and ``tuned`` estimates; ``None``
+    with a single validation video, ``why`` says so)."""
+
+    post: PostProcess
+    tuned: dict[str, float]
+    split_half: dict[str, dict[str, float]] | None
+    why: str = ""
+
+
+def fit_and_estimate(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
+                     steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
+                     rows: np.ndarray | None = None) -> FittedPost:
+    """What a run fits and reports: :func:`fit_postprocess`, the validation score after it
+    and the split-half estimates of the raw and the post-processed decisions."""
+    steps = steps if isinstance(steps, Mapping) else tuple(steps)
+    post = fit_postprocess(images, truth, arrays, steps, rows=rows)
+    tuned = evaluate(truth, scored(post.decide(images, arrays), rows))
+    try:
+        return FittedPost(post, tuned, {
+            "raw": raw_split_half(images, truth, arrays, rows),
+            "tuned": split_half_postprocess(images, truth, arrays, steps, rows=rows)})
+    except AbawError as err:  # a single validation video
+        return FittedPost(post, tuned, None, str(err))
 
 
 # --- the JSON artefact ----------------------------------------------------------------------------

@@ -218,9 +218,18 @@ class Challenge:
         """Generate (or reuse) the embedded data; its folder."""
         return ensure_synthetic_data(args.synth_size, args.seed)
 
+    def test_list_file(self, data_root: Path) -> Path:
+        """The official test list (or sample file) under a data root."""
+        return data_root / self.test_list
+
+    def test_truth_file(self, data_root: Path) -> Path | None:
+        """The hidden test truth under a data root (the embedded data's; ``None``: the
+        track names none)."""
+        return data_root / self.test_truth if self.test_truth else None
+
     def test_list_path(self, run: Run) -> Path:
         """The official test list (or sample file) the submission must follow."""
-        return run.data_root / self.test_list
+        return self.test_list_file(run.data_root)
 
     def test_truth_path(self, run: Run) -> Path:
         """The hidden test truth of the embedded data (scored with :attr:`score_file`)."""
@@ -277,6 +286,16 @@ class Challenge:
         """The validation images and their :class:`abaw.postprocess.Labels` (row-aligned),
         which the post-processing of saved predictions is fitted on."""
         raise AbawError(f"the {self.name} track has no post-processing of saved predictions")
+
+    def validation_set(self, data_root: Path, predicted: Sequence[str]
+                       ) -> tuple[list[str], Any, Any]:
+        """What saved validation predictions of the images ``predicted`` are fitted and
+        scored on: the prediction rows' images, the truth (:class:`abaw.postprocess.Labels`)
+        and, for each truth row, its prediction row (``None``: the truth's rows are the
+        prediction rows, in the order of the images returned). Default:
+        :meth:`validation_truth`."""
+        images, truth = self.validation_truth(data_root)
+        return images, truth, None
 
     def prediction_writer(self) -> Any:
         """A prediction writer (:mod:`abaw.training.writer`) to write saved predictions."""

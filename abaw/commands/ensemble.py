@@ -12,7 +12,7 @@ from abaw.tracks import TRACKS, get
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="RUN_OR_NPZ",
-                        help="a run's submission folder (submissions/mtl/<run>) or its "
+                        help="a run's submission folder (submissions/<track>/<run>) or its "
                              "predictions.npz (validation_predictions.npz beside it)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the ensemble's "
                         "submission.txt, predictions, post-processing and report.json")
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(["split-half (post-processed)", report["split_half"]["score"]])
     if "test" in report:
         test = report["test"]
-        rows.append(["test (hidden truth)", test.get("P_MTL", test.get("score", float("nan")))])
+        rows.append(["test (hidden truth)", next((test[k] for k in ("P_MTL", "score", "f1")
+                                                  if k in test), float("nan"))])
     print(table(rows, (f"ensemble of {len(members)}", "score")))
     print(f"weights: {report['weights']}\nOK: {report['submission']} would be accepted\n"
           f"report: {args.out / 'report.json'}")

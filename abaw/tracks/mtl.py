@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from abaw import vocab
-from abaw.errors import AbawError
 from abaw.runner import Challenge, Run, matched, oracle
 from abaw.scoring import score_mtl
 
@@ -98,15 +97,11 @@ class Mtl(Challenge):
     def fit_postprocess(self, run: Run, checkpoint: Path) -> tuple[Path, dict]:
         from abaw.postprocess import (
             Labels,
-            PostProcess,
             choose_steps,
             default_postprocess_path,
-            evaluate,
-            fit_postprocess,
+            fit_and_estimate,
             parse_steps,
             save_postprocess,
-            split_half,
-            split_half_postprocess,
         )
 
         path, truth, arrays = run.validation
@@ -122,19 +117,16 @@ class Mtl(Challenge):
         label = _steps_label(shown)
         if run.args.post == "auto" and not run.args.no_tune:
             print(f"--post auto: steps chosen per task by split-half: {label}")
-        post = fit_postprocess(images, labels, arrays, steps)
-        tuned = mtl_terms(evaluate(labels, post.decide(images, arrays)))
+        fitted = fit_and_estimate(images, labels, arrays, steps)
+        post, tuned = fitted.post, mtl_terms(fitted.tuned)
         entries.update({
             "postprocess_steps": shown, "au_thresholds": post.au_thresholds.tolist(),
             "expression_biases": post.expression_biases.tolist(),
             "smoothing_sigma": post.record()["smoothing_sigma"], "validation_tuned": tuned})
-        try:
-            entries["split_half"] = {
-                "raw": mtl_terms(split_half(images, labels, lambda fit, rows: PostProcess(
-                    ).decide([images[i] for i in rows], {k: v[rows] for k, v in arrays.items()}))),
-                "tuned": mtl_terms(split_half_postprocess(images, labels, arrays, steps))}
-        except AbawError as err:  # a single validation video
-            print(f"no split-half estimate: {err}")
+        if fitted.split_half is None:
+            print(f"no split-half estimate: {fitted.why}")
+        else:
+            entries["split_half"] = {k: mtl_terms(v) for k, v in fitted.split_half.items()}
         saved = save_postprocess(default_postprocess_path(checkpoint), post, fitted_on=str(path),
                                  extra={"steps": shown, **{
                                      k: entries[k] for k in ("validation_tuned", "split_half")

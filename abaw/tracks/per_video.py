@@ -4,11 +4,21 @@ Steps (:func:`abaw.runner.run`): embedded data (the per-video layout, unless ``-
 the backbone's starting point (``--init``, as LSD: the default MTL model) → train the frame
 model (the MTL network with one task, ``configs/per_video/base.yaml``) → predict the
 validation frames that have a crop, fill every other frame from the nearest predicted frame
-of its video, score every labelled frame with the official metric → (AU) per-AU thresholds
-fitted on validation → optionally a temporal head over cached backbone features of
-consecutive frames (``--temporal gru``) → predict the sample file's frames, fill, write and
-validate the submission → summary table and ``report.json``; on the embedded data also the
-hidden-truth test score, the oracle ceiling and the trivial baselines.
+of its video, score every labelled frame with the official metric → optionally a temporal
+head over cached backbone features of consecutive frames (``--temporal gru``) → the
+post-processing fitted on validation (:mod:`abaw.postprocess`, ``--post``: temporal
+smoothing for every task, expression biases for EXPR, per-AU thresholds for AU), reported
+before and after and as a split-half estimate, saved as JSON beside the checkpoint (or the
+GRU head) → predict the sample file's frames, fill, write and validate the submission →
+summary table and ``report.json``; on the embedded data also the hidden-truth test score,
+the oracle ceiling and the trivial baselines.
+
+The order at predict time (the writer, :class:`abaw.training.writer.PerVideoPredictionWriter`):
+the model predicts the frames that have a face crop; the post-processing works on those
+predictions (smoothing by frame number within each video, then biases / thresholds); only
+then is every other frame of the sample file (or of the validation videos) filled with the
+decision of the nearest predicted frame of its video. The fitting follows the same order
+and scores every labelled frame after filling (``rows`` of :func:`abaw.postprocess.fit_postprocess`).
 
 Real data: ``make va DATA=/path/to/abaw`` (the folder holding ``VA_Estimation_Challenge/``,
 ``cropped_aligned/`` and ``test_set_examples/`` with the organisers' sample file; EXPR's
@@ -28,6 +38,7 @@ import numpy as np
 
 from abaw import vocab
 from abaw.errors import AbawError
+from abaw.postprocess import TASK_STEPS
 from abaw.runner import Challenge, Run, ensure_synthetic_data, predict, synth_dir
 from abaw.scoring import per_video_array_score as task_score
 from abaw.scoring import score_per_video
@@ -35,6 +46,22 @@ from abaw.scoring import score_per_video
 #: how each task's score and its parts are named in the report (metric key, table columns)
 SCORE_NAMES = {"va": ("score", ("score", "ccc_valence", "ccc_arousal")),
                "expr": ("f1", ("f1",)), "au": ("f1", ("f1",))}
+
+
+def task_terms(task: str, evaluated: dict[str, float]) -> dict[str, float]:
+    """:func:`abaw.postprocess.evaluate`'s scores of one task under the track's names."""
+    if task == "va":
+        return {"score": evaluated["score"], "ccc_valence": evaluated["ccc_valence"],
+                "ccc_arousal": evaluated["ccc_arousal"]}
+    return {"f1": evaluated["score"]}
+
+
+def task_labels(task: str, truth: np.ndarray) -> Any:
+    """One task's truth (per-frame values with sentinels) as :class:`abaw.postprocess.Labels`."""
+    from abaw.postprocess import Labels
+
+    field = {"va": "va", "expr": "expression", "au": "aus"}[task]
+    return Labels(**{field: np.asarray(truth, dtype=np.float64 if task == "va" else np.int64)})
 DESCRIPTIONS = {"va": "valence-arousal estimation", "expr": "expression recognition",
                 "au": "action unit detection"}
 
@@ -98,8 +125,14 @@ class PerVideo(Challenge):
                        help="gru: a GRU head over cached backbone features of consecutive "
                             "frames, trained after the frame model; its predictions make the "
                             "submission (the frame model's scores are reported beside them)")
-        if self.name == "au":
-            p.add_argument("--no-tune", action="store_true", help="keep AU thresholds at 0.5")
+        steps = TASK_STEPS[self.name]
+        p.add_argument("--post", default="auto",
+                       help="post-processing steps fitted on validation: auto (the default: "
+                            "those whose split-half estimate beats the raw decisions), a comma "
+                            f"list of {', '.join(steps)} (the ones that apply to {self.name}), "
+                            "or none")
+        p.add_argument("--no-tune", action="store_true",
+                       help="raw decisions: AU at 0.5, argmax, no smoothing (= --post none)")
 
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         init = {"mtl": "", "none": "-scratch"}.get(args.init, "-init")
@@ -124,6 +157,13 @@ class PerVideo(Challenge):
                                 else find_sample_file(run.data_root, self.name))
         if not run.extras["sample"].is_file():
             raise AbawError(f"--sample {run.args.sample}: no such file")
+        from abaw.postprocess import parse_steps
+
+        chosen = () if run.args.post == "auto" else parse_steps(run.args.post)
+        useless = set(chosen) - set(TASK_STEPS[self.name])
+        if useless:
+            raise AbawError(f"--post {run.args.post}: {', '.join(sorted(useless))} does not "
+                            f"apply to {self.name} (steps: {', '.join(TASK_STEPS[self.name])})")
         run.extras["init"] = init_checkpoint(run)
         run.report.update({"task": self.name, "temporal": run.args.temporal,
                            "sample_file": str(run.extras["sample"]),
@@ -140,8 +180,35 @@ class PerVideo(Challenge):
     def test_list_path(self, run: Run) -> Path:
         return run.extras["sample"]
 
+    def test_list_file(self, data_root: Path) -> Path:
+        from abaw.formats.readers import find_sample_file
+
+        return find_sample_file(data_root, self.name)
+
+    def test_truth_file(self, data_root: Path) -> Path:
+        from abaw.formats.readers import find_task_folder
+
+        return find_task_folder(data_root, self.name) / "Test_Set"
+
     def test_truth_path(self, run: Run) -> Path:
-        return run.extras["task_dir"] / "Test_Set"
+        return self.test_truth_file(run.data_root)
+
+    def validation_set(self, data_root: Path, predicted: Any) -> tuple[list[str], Any, Any]:
+        """The predicted frames (``predicted``, those with a crop), the truth of every frame
+        of the validation videos and, per frame, the predicted frame filling it."""
+        from abaw.data.per_video import all_frames, fill_rows
+        from abaw.formats.readers import find_task_folder, read_per_video_split
+
+        folder = vocab.PER_VIDEO_SPLITS[1]
+        videos = read_per_video_split(data_root, self.name, folder)
+        locations = all_frames(videos)
+        rows = fill_rows(list(predicted), locations, find_task_folder(data_root, self.name) / folder)
+        return list(predicted), task_labels(self.name, np.concatenate(list(videos.values()))), rows
+
+    def prediction_writer(self) -> Any:
+        from abaw.training.writer import PerVideoPredictionWriter
+
+        return PerVideoPredictionWriter(task=self.name)
 
     def _truth(self, run: Run, folder: str) -> tuple[list[str], np.ndarray]:
         from abaw.data.per_video import all_frames
@@ -149,12 +216,6 @@ class PerVideo(Challenge):
 
         videos = read_per_video_split(run.data_root, self.name, folder)
         return all_frames(videos), np.concatenate(list(videos.values()))
-
-    def _filled(self, predictions: Any, wanted: list[str], source: Path) -> dict[str, np.ndarray]:
-        from abaw.data.per_video import fill_rows
-
-        rows = fill_rows(predictions.images, wanted, source)
-        return {k: v[rows] for k, v in predictions.arrays.items()}
 
     def predict_validation(self, run: Run, cli: Any, checkpoint: Path) -> Any:
         frame = predict(cli, checkpoint, "val", run.run_dir / "validation")
@@ -168,11 +229,14 @@ class PerVideo(Challenge):
         return run.extras["temporal"].fit_and_predict_validation()
 
     def score_validation(self, run: Run, predictions: Any, label: str = "") -> dict:
+        from abaw.data.per_video import fill_rows
+
         folder = vocab.PER_VIDEO_SPLITS[1]
         locations, truth = self._truth(run, folder)
-        arrays = self._filled(predictions, locations, run.extras["task_dir"] / folder)
+        rows = fill_rows(predictions.images, locations, run.extras["task_dir"] / folder)
+        arrays = {k: v[rows] for k, v in predictions.arrays.items()}
         score = task_score(self.name, truth, arrays)
-        run.validation = (truth, arrays)
+        run.validation = (list(predictions.images), predictions.arrays, truth, rows)
         label = label or ("temporal head" if run.args.temporal != "none" else "frame model")
         at = " (AU at 0.5)" if self.name == "au" else ""
         run.rows.append([f"validation, {label}{at}",
@@ -181,21 +245,60 @@ class PerVideo(Challenge):
               f"after filling")
         return {"validation": score}
 
-    def fit_postprocess(self, run: Run, checkpoint: Path) -> tuple[Path | None, dict]:
-        if self.name != "au":
-            return None, {}
-        from abaw.postprocess import default_postprocess_path, fit_au_thresholds, save_postprocess
+    def fit_postprocess(self, run: Run, checkpoint: Path) -> tuple[Path, dict]:
+        """The post-processing of the task fitted on the crop-frame predictions, scored on
+        every labelled validation frame after filling; saved beside the checkpoint (the GRU
+        head with ``--temporal gru``), where the writer finds it."""
+        from abaw.postprocess import (
+            choose_steps,
+            default_postprocess_path,
+            fit_and_estimate,
+            parse_steps,
+            save_postprocess,
+        )
 
-        truth, arrays = run.validation
-        thresholds = (np.full(vocab.NUM_AUS, 0.5) if run.args.no_tune
-                      else fit_au_thresholds(truth, arrays["au_prob"]))
+        images, arrays, truth, rows = run.validation
+        labels = task_labels(self.name, truth)
+        if run.args.no_tune:
+            steps: tuple[str, ...] = ()
+        elif run.args.post == "auto":
+            steps = tuple(choose_steps(images, labels, arrays, rows=rows)[0].get(self.name, ()))
+            print(f"--post auto: steps chosen by split-half: {', '.join(steps) or 'none'}")
+        else:
+            steps = parse_steps(run.args.post)
+        fitted = fit_and_estimate(images, labels, arrays, steps, rows)
+        post, tuned = fitted.post, task_terms(self.name, fitted.tuned)
+        entries: dict[str, Any] = {"postprocess_steps": list(steps),
+                                   "smoothing_sigma": post.smoothing.get(self.name, 0.0),
+                                   "validation_tuned": tuned}
+        if self.name == "au":
+            entries["au_thresholds"] = post.au_thresholds.tolist()
+        if self.name == "expr":
+            entries["expression_biases"] = post.expression_biases.tolist()
+        if fitted.split_half is None:
+            print(f"no split-half estimate: {fitted.why}")
+        else:
+            entries["split_half"] = {k: task_terms(self.name, v)
+                                     for k, v in fitted.split_half.items()}
         target = checkpoint if run.args.temporal == "none" else run.extras["temporal"].head_path
-        post = save_postprocess(default_postprocess_path(target), thresholds, au_true=truth,
-                                au_prob=arrays["au_prob"], fitted_on=str(run.extras["task_dir"]))
-        tuned = task_score("au", truth, arrays, thresholds)
-        print(f"thresholds → {post}: {np.round(thresholds, 2).tolist()}")
-        run.rows.append(["validation (tuned AU thresholds)", tuned["f1"]])
-        return post, {"au_thresholds": thresholds.tolist(), "validation_tuned": tuned}
+        saved = save_postprocess(default_postprocess_path(target), post,
+                                 fitted_on=str(run.extras["task_dir"]),
+                                 extra={"steps": list(steps), **{
+                                     k: entries[k] for k in ("validation_tuned", "split_half")
+                                     if k in entries}})
+        values = {"au": "AU thresholds " + str(np.round(post.au_thresholds, 2).tolist()),
+                  "expr": f"expression biases {post.expression_biases.tolist()}", "va": ""}
+        print(f"post-processing ({', '.join(steps) or 'none'}) → {saved}: smoothing sigma "
+              f"{entries['smoothing_sigma']:g} frames" + (f", {values[self.name]}"
+                                                           if values[self.name] else ""))
+        keys = SCORE_NAMES[self.name][1]
+        run.rows.append([f"validation (post-processed: {', '.join(steps) or 'none'})",
+                         *(tuned[k] for k in keys)])
+        if "split_half" in entries:
+            for key, label in (("raw", "raw"), ("tuned", "post-processed")):
+                run.rows.append([f"split-half ({label})",
+                                 *(entries["split_half"][key][k] for k in keys)])
+        return saved, entries
 
     def predict_test(self, run: Run, cli: Any, checkpoint: Path, post: Path | None) -> Any:
         if run.args.temporal == "none":

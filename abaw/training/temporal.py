@@ -11,6 +11,10 @@ filled from the nearest predicted frame of the same video, exactly as for the fr
 
 A sequence is a video's frames that have a crop, in frame order; frames without a face are
 skipped (their neighbours become adjacent), as the filling does.
+
+Test-time augmentation (:func:`predict_saved`, the last-mile table's TTA row for a GRU run):
+the backbone's features of each view (``hflip``: the crops mirrored) go through the head,
+and the head's outputs are averaged in probability space with those of the plain features.
 """
 
 from __future__ import annotations
@@ -98,10 +102,12 @@ def sample_sequences(sample: list[str], image_root: Path) -> Sequences:
 
 @torch.no_grad()
 def backbone_features(module: Any, datamodule: Any, image_root: Path, images: list[str],
-                      cache: Path, batch: int = 256) -> np.ndarray:
-    """``(N, D)`` float32 backbone features of ``images`` (eval preprocessing), cached at
+                      cache: Path, batch: int = 256, view: str | None = None) -> np.ndarray:
+    """``(N, D)`` float32 backbone features of ``images`` (eval preprocessing, then the
+    test-time ``view`` of :data:`abaw.training.base.TTA_VIEWS` if given), cached at
     ``cache`` (reused when it exists)."""
     from abaw.data.cache import decode_split
+    from abaw.training.base import TTA_VIEWS
 
     if cache.is_file():
         features = np.load(cache)
@@ -120,6 +126,8 @@ def backbone_features(module: Any, datamodule: Any, image_root: Path, images: li
     for start in range(0, len(images), batch):
         pixels = torch.from_numpy(decoded.pixels[start:start + batch]).permute(0, 3, 1, 2)
         x = datamodule.batch_augment(pixels.contiguous().to(device), train=False)
+        if view is not None:
+            x = TTA_VIEWS[view](x)
         out.append(backbone(x).float().cpu().numpy())
     backbone.train(was_training)
     features = np.concatenate(out).astype(np.float32)
@@ -132,6 +140,19 @@ def backbone_features(module: Any, datamodule: Any, image_root: Path, images: li
 def _per_video(features: np.ndarray, seq: Sequences) -> list[np.ndarray]:
     bounds = np.cumsum([0] + [len(locs) for locs in seq.locations])
     return [features[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def cached_features(cli: Any, checkpoint: Path, folder: Path, split: str, seq: Sequences,
+                    view: str | None = None) -> list[np.ndarray]:
+    """Per video of ``seq``, the backbone's features of its frames, cached under ``folder``
+    as ``features-<split>[-<view>]-<key>.npy`` (key: the checkpoint, its time, the image
+    size and the frames)."""
+    dm = cli.datamodule
+    key = hashlib.sha256("\n".join([str(checkpoint.resolve()), str(checkpoint.stat().st_mtime_ns),
+                                    str(dm.img_size), *seq.images]).encode()).hexdigest()[:16]
+    cache = folder / f"features-{split}{'' if view is None else '-' + view}-{key}.npy"
+    return _per_video(backbone_features(cli.model, dm, dm.image_root, seq.images, cache,
+                                        view=view), seq)
 
 
 def _sentinel(task: str) -> float:
@@ -251,13 +272,7 @@ class TemporalRun:
         self.head: TemporalHead | None = None
 
     def _features(self, split: str, seq: Sequences) -> list[np.ndarray]:
-        dm = self.cli.datamodule
-        stat = self.checkpoint.stat()
-        key = hashlib.sha256("\n".join([str(self.checkpoint.resolve()), str(stat.st_mtime_ns),
-                                        str(dm.img_size), *seq.images]).encode()).hexdigest()[:16]
-        cache = self.folder / f"features-{split}-{key}.npy"
-        return _per_video(backbone_features(self.cli.model, dm, dm.image_root, seq.images, cache),
-                          seq)
+        return cached_features(self.cli, self.checkpoint, self.folder, split, seq)
 
     def fit_and_predict_validation(self) -> Any:
         from abaw.scoring import per_video_array_score as task_score
@@ -302,3 +317,30 @@ class TemporalRun:
         arrays = predict_arrays(self.head, self._features("test", seq))
         return writer.finish(seq.images, arrays, writer.load_postprocess(post), sample,
                              self.run.sub_dir)
+
+
+def predict_saved(cli: Any, checkpoint: Path, head_path: Path, task: str, sample_file: Path,
+                  views: tuple[str, ...] = ()) -> dict[str, tuple[list[str], dict]]:
+    """A saved GRU run (frame checkpoint and head) predicting its validation crop frames
+    (``"val"``) and the sample file's crop frames (``"test"``) again: per split, the images
+    and the raw arrays, averaged over the plain features and those of each test-time view.
+    Features are cached beside the head."""
+    from abaw.formats.readers import read_sample_file
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    cli.model.load_state_dict(state)
+    dm = cli.datamodule
+    head_state = torch.load(head_path, map_location="cpu", weights_only=True)
+    sequences = {"val": split_sequences(dm.split_folder("val"), task, dm.image_root),
+                 "test": sample_sequences(read_sample_file(sample_file, task), dm.image_root)}
+    out = {}
+    for split, seq in sequences.items():
+        views_arrays = []
+        for view in (None, *views):
+            features = cached_features(cli, checkpoint, head_path.parent, split, seq, view)
+            head = TemporalHead(features[0].shape[1], task)
+            head.load_state_dict(head_state)
+            views_arrays.append(predict_arrays(head, features))
+        out[split] = (seq.images, {k: np.mean([a[k] for a in views_arrays], axis=0)
+                                   for k in views_arrays[0]})
+    return out
