@@ -25,6 +25,7 @@ from abaw.formats.writers import write_per_video_annotation, write_sample_file
 from abaw.postprocess import (
     Labels,
     PostProcess,
+    choose_steps,
     evaluate,
     fit_au_thresholds,
     fit_postprocess,
@@ -175,7 +176,9 @@ def test_an_ensemble_of_one_per_video_run_is_that_run(tmp_path, task):
     images, truth, rows = challenge.validation_set(data, member.validation.images)
     # every validation frame is scored, filled from the nearest crop frame of its video
     assert len(rows) == sum(VAL_VIDEOS.values()) and len(images) == len(_crops(VAL_VIDEOS))
-    post = fit_postprocess(images, truth, member.validation.arrays, rows=rows)
+    arrays = member.validation.arrays  # --post auto, the default: the steps that win on split-half
+    post = fit_postprocess(images, truth, arrays, choose_steps(images, truth, arrays, rows=rows)[0],
+                           rows=rows)
     # what the run itself writes with that post-processing (the writer: decide, then fill)
     sample_file = challenge.test_list_file(data)
     own = PerVideoPredictionWriter(task=task).finish(
@@ -196,10 +199,9 @@ def test_an_ensemble_of_one_per_video_run_is_that_run(tmp_path, task):
 
 
 @pytest.mark.parametrize("task, labels", [
-    ("va", ["raw", "+ temporal smoothing", "2-run ensemble"]),
-    ("expr", ["raw (argmax)", "+ expression biases", "+ temporal smoothing", "2-run ensemble"]),
-    ("au", ["raw (AU at 0.5)", "+ per-AU thresholds", "+ temporal smoothing",
-            "2-run ensemble"]),
+    ("va", ["raw", "+ temporal smoothing"]),
+    ("expr", ["raw (argmax)", "+ expression biases", "+ temporal smoothing"]),
+    ("au", ["raw (AU at 0.5)", "+ per-AU thresholds", "+ temporal smoothing"]),
 ])
 def test_last_mile_table_of_a_per_video_track(tmp_path, monkeypatch, task, labels):
     monkeypatch.chdir(tmp_path)
@@ -209,7 +211,8 @@ def test_last_mile_table_of_a_per_video_track(tmp_path, monkeypatch, task, label
     assert last_mile.main(["--track", task, "--runs", "r1", "r2", "--no-tta"]) == 0
     out = tmp_path / f"submissions/{task}/last-mile"
     result = json.loads((out / "last_mile.json").read_text())
-    assert result["track"] == task and [row["label"] for row in result["rows"]] == labels
+    assert result["track"] == task and [row["label"] for row in result["rows"]] == [
+        *labels, last_mile.AUTO_ROW, "auto, 2-run ensemble"]
     table = (out / "last_mile.md").read_text()
     name, key, _ = last_mile.COLUMNS[task]
     assert f"| step | validation {name} | split-half {name} | test {name} |" in table
@@ -227,7 +230,7 @@ def test_last_mile_table_of_a_per_video_track(tmp_path, monkeypatch, task, label
     raw = result["rows"][0]
     assert raw["postprocess"] == json.loads(json.dumps(PostProcess().record()))
     # each added step fits on validation, so it never lowers the validation score
-    scores = [row["validation"]["score"] for row in result["rows"][:-1]]
+    scores = [row["validation"]["score"] for row in result["rows"][:len(labels)]]
     assert all(b >= a - 1e-12 for a, b in zip(scores, scores[1:]))
 
 
@@ -281,13 +284,15 @@ def test_last_mile_of_a_frame_run_and_a_gru_run_with_tta(tmp_path, monkeypatch):
     out = tmp_path / "submissions/expr/last-mile"
     rows = json.loads((out / "last_mile.json").read_text())["rows"]
     assert [row["label"] for row in rows] == [
-        "raw (argmax)", "+ expression biases", "+ temporal smoothing",
-        "+ TTA (horizontal flip)", "2-run ensemble (with TTA)"]
-    # the run's own submission is the "+ temporal smoothing" row's file
-    assert Path(rows[2]["submission"]).read_bytes() == \
+        "raw (argmax)", "+ expression biases", "+ temporal smoothing", last_mile.AUTO_ROW,
+        "auto + TTA (horizontal flip)", "auto, 2-run ensemble (with TTA)"]
+    # the run's own submission is the "auto" row's file (one validation video: auto fits every
+    # step, so it is also the "+ temporal smoothing" row's)
+    assert Path(rows[3]["submission"]).read_bytes() == Path(rows[2]["submission"]).read_bytes()
+    assert Path(rows[3]["submission"]).read_bytes() == \
         (tmp_path / "submissions/expr/frame/submission.txt").read_bytes()
     raw = load_predictions(out / "3-temporal-smoothing/validation_predictions.npz").arrays
-    flipped = load_predictions(out / "4-tta-horizontal-flip/validation_predictions.npz").arrays
+    flipped = load_predictions(out / "5-auto-tta-horizontal-flip/validation_predictions.npz").arrays
     assert not np.allclose(raw["expr_prob"], flipped["expr_prob"])
     gru = load_predictions(out / "tta/gru/validation_predictions.npz")
     plain = load_predictions(tmp_path / "submissions/expr/gru/validation_predictions.npz")
