@@ -15,6 +15,23 @@ LOGGER_NAME = "abaw"
 LOG_FORMAT = "abaw: %(message)s"
 
 
+class StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a message is emitted
+    (a redirected stream, a test's capture), never to a stream that was closed since the
+    handler was made."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # the current sys.stderr is always used
+        pass
+
+
 def configure_logging(level: int = logging.INFO) -> logging.Logger:
     """Show the toolkit's messages at ``level`` and above on stderr as ``abaw: <message>``.
 
@@ -25,7 +42,7 @@ def configure_logging(level: int = logging.INFO) -> logging.Logger:
     """
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logger.addHandler(handler)
         logger.setLevel(level)
