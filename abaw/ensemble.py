@@ -56,6 +56,7 @@ from abaw.postprocess import (
     rows_within,
     scored,
     split_half,
+    steps_record,
 )
 from abaw.vocab import PREDICTIONS_FILE
 
@@ -243,8 +244,7 @@ def fit_members(members: Sequence[Member], images: Sequence[str], truth: Labels,
     validation = average([m.validation.reordered(list(images), m.name) for m in members], chosen)
     report: dict[str, Any] = {
         "inputs": [m.name for m in members], "weights": chosen,
-        "steps": ({t: list(v) for t, v in steps.items()} if isinstance(steps, Mapping)
-                  else list(steps)),
+        "steps": steps_record(steps),
         "validation_raw": evaluate(truth, scored(PostProcess().decide(images, validation.arrays),
                                                  rows)),
         "validation_tuned": evaluate(truth, scored(post.decide(images, validation.arrays), rows)),

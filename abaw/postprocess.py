@@ -313,6 +313,14 @@ class PostProcess:
         return cls.from_record(load_postprocess(path), path)
 
 
+def steps_record(steps: Iterable[str] | Mapping[str, Iterable[str]]
+                 ) -> list[str] | dict[str, list[str]]:
+    """``steps`` as JSON holds them: a list, or a task -> list mapping (``--post auto``)."""
+    if isinstance(steps, Mapping):
+        return {t: list(v) for t, v in steps.items()}
+    return list(steps)
+
+
 def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, np.ndarray],
                     steps: Iterable[str] | Mapping[str, Iterable[str]] = STEPS,
                     sigma_grid: Sequence[float] = SIGMA_GRID,

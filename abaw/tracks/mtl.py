@@ -102,6 +102,7 @@ class Mtl(Challenge):
             fit_and_estimate,
             parse_steps,
             save_postprocess,
+            steps_record,
         )
 
         path, truth, arrays = run.validation
@@ -112,8 +113,7 @@ class Mtl(Challenge):
             steps = () if run.args.no_tune else parse_steps(run.args.post)
         else:
             steps, entries["split_half_per_combination"] = choose_steps(images, labels, arrays)
-        shown = ({t: list(v) for t, v in steps.items()} if isinstance(steps, dict)
-                 else list(steps))
+        shown = steps_record(steps)
         label = _steps_label(shown)
         if run.args.post == "auto" and not run.args.no_tune:
             print(f"--post auto: steps chosen per task by split-half: {label}")
