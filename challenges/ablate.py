@@ -31,7 +31,7 @@ It resumes: a run that finished (its ``submissions/<track>/<run>/report.json`` h
 score) is read, not rerun; an interrupted run resumes from its checkpoint; the table is
 rewritten after every row. ``--only SECTION`` / ``--rows SLUGS`` choose what is trained (a
 row's reference row comes along); every other row that has finished runs is still read into
-the table. ``--quick``: the same table on the tiny data, one seed, a tiny budget (checks the
+the table. ``--read-only`` trains nothing and rewrites the table from the finished runs. ``--quick``: the same table on the tiny data, one seed, a tiny budget (checks the
 table's shape, not the numbers).
 """
 
@@ -456,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                         "finished runs of the others are still read into the table")
     p.add_argument("--rows", help="train only these rows: comma-separated slugs (--list)")
     p.add_argument("--list", action="store_true", help="print each section's row slugs")
+    p.add_argument("--read-only", action="store_true",
+                   help="train nothing: read every finished run and rewrite the table")
     p.add_argument("--quick", action="store_true",
                    help="the same table on the tiny data, one seed, a tiny budget (shape only)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
@@ -484,9 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in rows if s not in known]
     if unknown:
         p.error(f"unknown row {unknown[0]!r}; rows: {', '.join(sorted(known))}")
+    if args.read_only and (args.only or rows):
+        p.error("--read-only trains nothing: it takes no --only or --rows")
+    selected = set() if args.read_only else selection(args.only or SECTIONS, rows)
     setup_logging()
-    return guarded(lambda: ablate(budget(args, seeds), selection(args.only or SECTIONS, rows),
-                                  args.out))[0]
+    return guarded(lambda: ablate(budget(args, seeds), selected, args.out))[0]
 
 
 if __name__ == "__main__":

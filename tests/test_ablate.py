@@ -288,6 +288,19 @@ def test_an_interruption_stops_the_table(tmp_path, monkeypatch, capsys):
         "abaw: interrupted — rerun the same command to resume from the last checkpoint")
 
 
+def test_read_only_trains_nothing(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(ablate, "ablate", lambda b, selected, out: calls.append(selected))
+    assert ablate.main(["--read-only"]) == 0
+    assert calls == [set()]
+    assert ablate.main(["--rows", "va-only"]) == 0
+    assert calls[-1] == {"va-only", slug(DEFAULT_ROW)}
+    with pytest.raises(SystemExit) as exit_:
+        ablate.main(["--read-only", "--only", "lsd"])
+    assert exit_.value.code == 2
+    assert "--read-only trains nothing" in capsys.readouterr().err
+
+
 def test_unknown_row_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         ablate.main(["--rows", "no-such-row"])
