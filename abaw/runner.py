@@ -84,14 +84,15 @@ def ensure_synthetic_data(size: str, seed: int, layouts: tuple[str, ...] | None 
     return out
 
 
-def oracle(out: Path) -> dict:
-    """The oracle ceiling of the embedded data (computed once, saved as oracle.json)."""
-    from abaw.synth.oracle import oracle_report
+def oracle(out: Path, layout: str | None = None) -> dict:
+    """The oracle ceiling of the embedded data: one layout's part (``mtl``, ``lsd``,
+    ``per_video``: what a track generated) or, without ``layout``, every part; each part is
+    computed once and saved in ``oracle.json``."""
+    from abaw.synth.oracle import PARTS, layout_oracle
 
-    path = out / "oracle.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    return oracle_report(out, save=True)
+    if layout is not None:
+        return layout_oracle(out, layout)
+    return {name: layout_oracle(out, name) for name in PARTS}
 
 
 def setup_logging() -> None:
@@ -215,8 +216,10 @@ class Challenge:
         return stem
 
     def synthetic_data(self, args: argparse.Namespace) -> Path:
-        """Generate (or reuse) the embedded data; its folder."""
-        return ensure_synthetic_data(args.synth_size, args.seed)
+        """Generate (or reuse) the embedded data; its folder. Only the track's own layout
+        (``synth_subdir``) is generated: ``make mtl`` renders no LSD or per-video images."""
+        layouts = (self.synth_subdir,) if self.synth_subdir else None
+        return ensure_synthetic_data(args.synth_size, args.seed, layouts=layouts)
 
     def test_list_file(self, data_root: Path) -> Path:
         """The official test list (or sample file) under a data root."""

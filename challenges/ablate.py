@@ -341,7 +341,7 @@ def last_mile_section(b: Budget, reference: Row, compute: bool) -> Iterator[Row]
 
 def lsd_section(b: Budget, selected: set[str]) -> Iterator[Row]:
     """The LSD rows (super-resolution × hand module × initialisation)."""
-    ceiling = oracle(ensure_synthetic_data(b.synth_size, 0))["lsd"]
+    ceiling = oracle(ensure_synthetic_data(b.synth_size, 0, layouts=("lsd",)), "lsd")
     for name, key in (("oracle ceiling", "oracle"), ("majority class", "trivial_majority")):
         yield Row("lsd", f"LSD {name}", "F1", bound=True,
                   validation=[{"F1": ceiling["validation"][key]}],

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_table(args: argparse.Namespace, seeds: Sequence[int]) -> None:
-    ceiling = oracle(ensure_synthetic_data(args.synth_size, 0))["lsd"]
+    ceiling = oracle(ensure_synthetic_data(args.synth_size, 0, layouts=("lsd",)), "lsd")
     results: dict[str, dict] = {}
     for sr in args.sr.split(","):
         for hands in args.hands.split(","):

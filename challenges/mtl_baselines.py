@@ -104,7 +104,7 @@ def markdown(table: str, epochs: int, results: dict[str, dict]) -> str:
 
 def ceiling_rows(synth_size: str) -> dict[str, dict]:
     """The oracle-ceiling and trivial-predictor rows of the embedded data (one value each)."""
-    ceiling = oracle(ensure_synthetic_data(synth_size, 0))["mtl"]
+    ceiling = oracle(ensure_synthetic_data(synth_size, 0, layouts=("mtl",)), "mtl")
     return {name: {"validation": [_terms(ceiling["validation"][key])],
                    "test": [_terms(ceiling["test"][key])], "judged_on": "P_MTL"}
             for name, key in (("oracle ceiling", "oracle"),

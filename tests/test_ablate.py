@@ -207,10 +207,10 @@ def _stub_sections(monkeypatch, trained: list[str]) -> None:
         "majority class / mean VA": {"validation": [terms(0.06)], "test": [terms(0.063)]}})
     monkeypatch.setattr(ablate.lsd_ablation, "train_row", lsd_row)
     monkeypatch.setattr(ablate.last_mile, "last_mile", fake_last_mile)
-    monkeypatch.setattr(ablate, "ensure_synthetic_data", lambda size, seed: Path("x"))
-    monkeypatch.setattr(ablate, "oracle", lambda out: {"lsd": {
+    monkeypatch.setattr(ablate, "ensure_synthetic_data", lambda size, seed, **kw: Path("x"))
+    monkeypatch.setattr(ablate, "oracle", lambda out, layout: {"lsd": {
         "validation": {"oracle": 0.95, "trivial_majority": 0.07},
-        "test": {"oracle": 1.0, "trivial_majority": 0.06}}})
+        "test": {"oracle": 1.0, "trivial_majority": 0.06}}}[layout])
 
 
 def test_the_table_of_every_section(tmp_path, monkeypatch):

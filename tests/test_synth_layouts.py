@@ -219,3 +219,40 @@ def test_cli_runs_tiny_with_oracle_and_preview(tiny, capsys):
     with pytest.raises(SystemExit):  # argparse rejects an unknown size
         main(["synth", str(tiny), "--size", "huge"])
     assert main(["synth", str(tiny), "--size", "tiny", "--workers", "0"]) == 2
+
+
+def test_a_track_generates_its_own_layout_and_oracle_part(tiny, tmp_path, monkeypatch):
+    """``make mtl`` renders only the MTL layout; the oracle is computed per layout and added
+    to oracle.json; adding the LSD layout later keeps the MTL files byte for byte and
+    rebuilds the (derived) oracle part by part, with the same MTL numbers."""
+    import argparse
+
+    from abaw.runner import oracle
+    from abaw.synth.oracle import mtl_oracle
+    from abaw.tracks.lsd import LSD
+    from abaw.tracks.mtl import MTL
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(synth_size="tiny", seed=0)
+    out = MTL.synthetic_data(args)
+    assert read_manifest(out)["layouts"] == ["mtl"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["mtl"]
+    mtl_part = oracle(out, "mtl")
+    assert mtl_part == json.loads(json.dumps(mtl_oracle(out)))
+    assert set(json.loads((out / "oracle.json").read_text())) == {"mtl"}
+    mtl_files = {k: v for k, v in _files(out).items() if k.startswith("mtl/")}
+    # the same bytes as when every layout is generated at once
+    assert mtl_files == {k: v for k, v in _files(tiny).items() if k.startswith("mtl/")}
+
+    assert LSD.synthetic_data(args) == out
+    assert read_manifest(out)["layouts"] == ["mtl", "lsd"]
+    assert {k: v for k, v in _files(out).items() if k.startswith("mtl/")} == mtl_files
+    assert ({k: v for k, v in _files(out).items() if k.startswith("lsd/")}
+            == {k: v for k, v in _files(tiny).items() if k.startswith("lsd/")})
+    assert not (out / "oracle.json").exists()  # derived from the old data: removed
+    lsd_part = oracle(out, "lsd")
+    assert lsd_part["test"]["oracle"] > lsd_part["test"]["trivial_majority"]
+    assert set(json.loads((out / "oracle.json").read_text())) == {"lsd"}
+    assert oracle(out, "mtl") == mtl_part
+    with pytest.raises(ValueError, match="unknown layout"):
+        oracle(out, "ce")

@@ -145,16 +145,44 @@ def per_video_oracle(out: str | Path) -> dict[str, dict]:
     return result
 
 
+#: layout folder → its part of the oracle report
+PARTS = {MTL_DIR: mtl_oracle, LSD_DIR: lsd_oracle, PER_VIDEO_DIR: per_video_oracle}
+
+
 def oracle_report(out: str | Path, save: bool = True) -> dict:
     """All oracle and baseline scores; saved as ``OUT/oracle.json`` when ``save``."""
     out = Path(out)
-    report = {"mtl": mtl_oracle(out), "lsd": lsd_oracle(out), "per_video": per_video_oracle(out)}
+    report = {name: part(out) for name, part in PARTS.items()}
     if save:
-        atomic_write_text(out / ORACLE_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
-        from abaw.synth.generator import record_derived
-
-        record_derived(out, ORACLE_FILE)
+        _save(out, report)
     return report
+
+
+def layout_oracle(out: str | Path, layout: str) -> dict:
+    """One layout's part of the oracle report (``mtl``, ``lsd`` or ``per_video``): read from
+    ``OUT/oracle.json`` when it holds that part, else computed and added to it. A track
+    generates only its own layout, so the other parts may not exist yet; adding a layout
+    regenerates nothing else but removes ``oracle.json`` (a derived file), which is then
+    rebuilt part by part."""
+    out = Path(out)
+    if layout not in PARTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(PARTS)}")
+    path = out / ORACLE_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        saved = {}
+    if layout not in saved:
+        saved[layout] = PARTS[layout](out)
+        _save(out, saved)
+    return saved[layout]
+
+
+def _save(out: Path, report: dict) -> None:
+    atomic_write_text(out / ORACLE_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    from abaw.synth.generator import record_derived
+
+    record_derived(out, ORACLE_FILE)
 
 
 def summary_lines(report: dict) -> list[str]:

@@ -331,7 +331,7 @@ class Lsd(Challenge):
         return [["test (hidden truth)", test["f1"], *test["f1_per_class"]]]
 
     def oracle_report(self, run: Run, test: dict) -> dict:
-        ceiling = oracle(run.synth)["lsd"]
+        ceiling = oracle(run.synth, "lsd")
         return {"oracle": {s: ceiling[s]["oracle"] for s in ("validation", "test")},
                 "fraction_of_oracle": {"test": test["f1"] / ceiling["test"]["oracle"]}}
 

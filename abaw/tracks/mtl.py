@@ -155,13 +155,13 @@ class Mtl(Challenge):
         return MtlPredictionWriter()
 
     def test_rows(self, run: Run, test: dict) -> list[list[Any]]:
-        ceiling = oracle(run.synth)["mtl"]["test"]
+        ceiling = oracle(run.synth, "mtl")["test"]
         return [["test (hidden truth)", *terms(test)],
                 ["oracle ceiling (test)", *terms(ceiling["oracle"])],
                 ["trivial majority / mean (test)", *terms(ceiling["trivial_majority"])]]
 
     def oracle_report(self, run: Run, test: dict) -> dict:
-        ceiling = oracle(run.synth)["mtl"]
+        ceiling = oracle(run.synth, "mtl")
         best = {s: ceiling[s]["oracle"]["P_MTL"] for s in ("validation", "test")}
         return {"oracle": best, "fraction_of_oracle": {
             "validation": run.report["validation_tuned"]["P_MTL"] / best["validation"],

@@ -82,18 +82,10 @@ def trivial_scores(task: str, truth: np.ndarray, train: np.ndarray) -> dict[str,
 
 
 def per_video_oracle(run: Run) -> dict:
-    """The per-video oracle of the embedded data (from ``oracle.json`` when it holds it; the
-    per-video tracks generate only their own layout, so the MTL/LSD parts may be missing)."""
-    import json
+    """The per-video oracle of the embedded data (its part of ``oracle.json``)."""
+    from abaw.runner import oracle
 
-    from abaw.synth.oracle import per_video_oracle as compute
-
-    path = run.synth / "oracle.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if "per_video" in saved:
-            return saved["per_video"]
-    return compute(run.synth)
+    return oracle(run.synth, "per_video")
 
 
 class PerVideo(Challenge):
