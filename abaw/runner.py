@@ -84,15 +84,12 @@ def ensure_synthetic_data(size: str, seed: int, layouts: tuple[str, ...] | None 
     return out
 
 
-def oracle(out: Path, layout: str | None = None) -> dict:
-    """The oracle ceiling of the embedded data: one layout's part (``mtl``, ``lsd``,
-    ``per_video``: what a track generated) or, without ``layout``, every part; each part is
-    computed once and saved in ``oracle.json``."""
-    from abaw.synth.oracle import PARTS, layout_oracle
+def oracle(out: Path, layout: str) -> dict:
+    """The oracle ceiling of one layout of the embedded data (``mtl``, ``lsd``, ``per_video``:
+    what a track generated), computed once and saved in ``oracle.json``."""
+    from abaw.synth.oracle import layout_oracle
 
-    if layout is not None:
-        return layout_oracle(out, layout)
-    return {name: layout_oracle(out, name) for name in PARTS}
+    return layout_oracle(out, layout)
 
 
 def setup_logging() -> None:

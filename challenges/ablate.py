@@ -31,8 +31,9 @@ It resumes: a run that finished (its ``submissions/<track>/<run>/report.json`` h
 score) is read, not rerun; an interrupted run resumes from its checkpoint; the table is
 rewritten after every row. ``--only SECTION`` / ``--rows SLUGS`` choose what is trained (a
 row's reference row comes along); every other row that has finished runs is still read into
-the table. ``--read-only`` trains nothing and rewrites the table from the finished runs. ``--quick``: the same table on the tiny data, one seed, a tiny budget (checks the
-table's shape, not the numbers).
+the table. ``--read-only`` trains nothing and rewrites the table from the finished runs.
+``--quick``: the same table on the tiny data, one seed, a tiny budget (checks the table's
+shape, not the numbers).
 """
 
 from __future__ import annotations

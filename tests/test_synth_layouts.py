@@ -256,3 +256,14 @@ def test_a_track_generates_its_own_layout_and_oracle_part(tiny, tmp_path, monkey
     assert oracle(out, "mtl") == mtl_part
     with pytest.raises(ValueError, match="unknown layout"):
         oracle(out, "ce")
+    # asking for every layout (make pretrain, abaw synth) renders only the missing one
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "mtl").rglob("*.jpg")}
+    manifest = generate(out, size="tiny", seed=0, workers=1, progress=False)
+    assert manifest["layouts"] == ["mtl", "lsd", "per_video"]
+    counts = read_manifest(tiny)["counts"]
+    assert manifest["images"] == sum(counts[f"per_video_{split}_images"]
+                                     for split in ("train", "validation", "test"))
+    assert {p: p.stat().st_mtime_ns for p in (out / "mtl").rglob("*.jpg")} == stamps
+    layouts = ("mtl/", "lsd/", "per_video/")
+    assert ({k: v for k, v in _files(out).items() if k.startswith(layouts)}
+            == {k: v for k, v in _files(tiny).items() if k.startswith(layouts)})

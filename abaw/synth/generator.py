@@ -382,10 +382,12 @@ def _generate_locked(out: Path, size: str, spec, seed: int, workers: int | None,
                      progress: bool, names: list[str], edition: int = DEFAULT_EDITION) -> dict:
     digest = params_hash(size, seed, edition=edition)
     manifest = read_manifest(out)
-    if (manifest is not None and manifest.get("params_hash") == digest
-            and set(names) <= set(manifest.get("layouts", []))
-            and all((out / name).is_dir() for name in names)):
-        return {**manifest, "reused": True}
+    if manifest is not None and manifest.get("params_hash") == digest:
+        # a layout already complete with these parameters is kept, not rendered again
+        done = set(manifest.get("layouts", []))
+        names = [name for name in names if name not in done or not (out / name).is_dir()]
+        if not names:
+            return {**manifest, "reused": True}
     # complete layouts of the same parameters that this run leaves alone stay complete
     kept_layouts = [name for name in (manifest or {}).get("layouts", [])
                     if manifest.get("params_hash") == digest and name not in names]

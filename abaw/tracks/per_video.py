@@ -39,7 +39,7 @@ import numpy as np
 from abaw import vocab
 from abaw.errors import AbawError
 from abaw.postprocess import TASK_STEPS
-from abaw.runner import Challenge, Run, ensure_synthetic_data, predict, synth_dir
+from abaw.runner import Challenge, Run, ensure_synthetic_data, oracle, predict, synth_dir
 from abaw.scoring import per_video_array_score as task_score
 from abaw.scoring import score_per_video
 
@@ -79,13 +79,6 @@ def trivial_scores(task: str, truth: np.ndarray, train: np.ndarray) -> dict[str,
     labelled = np.where(train >= 0, train, 0).sum(0) * 2 > (train >= 0).sum(0)
     return {"per_au_majority": metrics.au_f1(truth, np.tile(labelled.astype(int), (len(truth), 1)))[0],
             "all_aus_on": metrics.au_f1(truth, np.ones_like(truth))[0]}
-
-
-def per_video_oracle(run: Run) -> dict:
-    """The per-video oracle of the embedded data (its part of ``oracle.json``)."""
-    from abaw.runner import oracle
-
-    return oracle(run.synth, "per_video")
 
 
 class PerVideo(Challenge):
@@ -306,7 +299,7 @@ class PerVideo(Challenge):
 
     def test_rows(self, run: Run, test: dict) -> list[list[Any]]:
         keys = SCORE_NAMES[self.name][1]
-        ceiling = per_video_oracle(run)["test"][self.name]
+        ceiling = oracle(run.synth, "per_video")["test"][self.name]
         _, truth = self._truth_test(run)
         _, train = self._truth(run, vocab.PER_VIDEO_SPLITS[0])
         trivial = trivial_scores(self.name, truth, train)
@@ -328,7 +321,7 @@ class PerVideo(Challenge):
         return _per_video_truth(self.test_truth_path(run), self.name)
 
     def oracle_report(self, run: Run, test: dict) -> dict:
-        ceiling = per_video_oracle(run)
+        ceiling = oracle(run.synth, "per_video")
         key = SCORE_NAMES[self.name][0]
         best = {s: ceiling[s][self.name] for s in ("validation", "test")}
         validation = run.report.get("validation_tuned", run.report["validation"])[key]
