@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("out", help="output folder (mtl/, lsd/, per_video/ are created in it)")
     parser.add_argument("--size", choices=tuple(SIZES), default="default",
-                        help="how much data: tiny (tests, seconds) or default (~30k images)")
+                        help="how much data: tiny (tests, seconds), small (learning tests, ~10 s) "
+                             "or default (~30k images)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--edition", type=int, choices=(5, 6), default=6,
                         help="ABAW edition whose names the per-video layout uses: 5 "
