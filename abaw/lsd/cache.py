@@ -71,6 +71,11 @@ def materialise(cached: Path, destination: Path) -> None:
     """
     ensure_folder(destination.parent)
     clean_stale_temporaries(destination)
+    try:
+        if os.path.samefile(cached, destination):
+            return  # already a hard link of the cached file: nothing to place
+    except OSError:  # no destination yet (or it cannot be read): place it below
+        pass
     tmp = temporary_path(destination)
     try:
         try:
@@ -78,6 +83,10 @@ def materialise(cached: Path, destination: Path) -> None:
         except OSError:  # another file system (or no hard links): copy instead
             shutil.copyfile(cached, tmp)
         os.replace(tmp, destination)
+        if os.path.lexists(tmp):
+            # rename(2) does nothing when both names are links to one file (a destination
+            # linked to the cache by a concurrent writer): the temporary name must go
+            os.unlink(tmp)
     except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
