@@ -71,11 +71,6 @@ def materialise(cached: Path, destination: Path) -> None:
     """
     ensure_folder(destination.parent)
     clean_stale_temporaries(destination)
-    try:
-        if os.path.samefile(cached, destination):
-            return  # already a hard link of the cached file: nothing to place
-    except OSError:  # no destination yet (or it cannot be read): place it below
-        pass
     tmp = temporary_path(destination)
     try:
         try:
@@ -85,7 +80,7 @@ def materialise(cached: Path, destination: Path) -> None:
         os.replace(tmp, destination)
         if os.path.lexists(tmp):
             # rename(2) does nothing when both names are links to one file (a destination
-            # linked to the cache by a concurrent writer): the temporary name must go
+            # already linked to this cache entry): the temporary name must go
             os.unlink(tmp)
     except BaseException as err:
         if os.path.exists(tmp):
