@@ -96,15 +96,46 @@ def predict(net, x):
     return va, expr, au
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("data/synth/mtl"))
+def parse_args(doc: str, data: str, out: str) -> argparse.Namespace:
+    """The command line both plain scripts share; seeds torch and numpy."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(data))
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/plain"))
+    ap.add_argument("--out", type=Path, default=Path(out))
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
+    return args
+
+
+def train_for(net: nn.Module, images: torch.Tensor, loss_of, minutes: float) -> tuple[float, int]:
+    """AdamW (lr 2e-3, weight decay 0.05), batches of 64 with horizontal flips, the learning
+    rate on a cosine over the wall-clock budget; ``loss_of(outputs, batch indices)``.
+    Returns (training seconds, epochs started)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.05)
+    budget, start, epochs = minutes * 60, time.time(), 0
+    while time.time() - start < budget:
+        net.train()
+        for idx in torch.randperm(len(images)).split(64):
+            frac = min(1.0, (time.time() - start) / budget)
+            for g in opt.param_groups:
+                g["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * frac))
+            x = norm(images[idx])
+            flip = torch.rand(len(x)) < 0.5
+            x[flip] = x[flip].flip(3)
+            loss = loss_of(net(x), idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if time.time() - start >= budget:
+                break
+        epochs += 1
+    return time.time() - start, epochs
+
+
+def main() -> None:
+    args = parse_args(__doc__, "data/synth/mtl", "runs/plain")
     root = args.data
     train = read_mtl_annotations(root / "training_set_annotations.txt")
     val = read_mtl_annotations(root / "validation_set_annotations.txt")
@@ -114,25 +145,8 @@ def main() -> None:
     ex_t = torch.from_numpy(np.asarray(train.expression, np.int64))
     au_t = torch.from_numpy(np.asarray(train.aus, np.int64))
     net = Net()
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=0.05)
-    budget, start, epochs = args.minutes * 60, time.time(), 0
-    while time.time() - start < budget:
-        net.train()
-        for idx in torch.randperm(len(xt)).split(64):
-            frac = min(1.0, (time.time() - start) / budget)
-            for g in opt.param_groups:
-                g["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * frac))
-            x = norm(xt[idx])
-            flip = torch.rand(len(x)) < 0.5
-            x[flip] = x[flip].flip(3)
-            loss = losses(net(x), va_t[idx], ex_t[idx], au_t[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if time.time() - start >= budget:
-                break
-        epochs += 1
-    seconds = time.time() - start
+    seconds, epochs = train_for(net, xt, lambda out, idx: losses(out, va_t[idx], ex_t[idx], au_t[idx]),
+                                args.minutes)
     va, expr, au = predict(net, xv)
     thresholds = fit_au_thresholds(val.aus, au)
     v = mtl_score(val.va, va, val.expression, expr, val.aus, apply_au_thresholds(au, thresholds))
