@@ -313,7 +313,7 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--test-images", help="folder of the test images (default: under --data)")
     p.add_argument("--config", action="append", default=None,
                    help=f"training config (YAML): an overlay stacked on the {BASE_CONFIG} in its "
-                        f"folder; repeat to stack more (default: {CONFIG_DIR}/"
+                        f"folder (or the track's, when its folder has none); repeat to stack more (default: {CONFIG_DIR}/"
                         f"{challenge.config_dir or challenge.name}/{BASE_CONFIG} alone)")
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
@@ -338,12 +338,15 @@ def config_files(challenge: Challenge, given: Sequence[str] | None) -> list[Path
     """The stacked configs: a track's ``base.yaml``, then the given overlays (each must exist).
 
     No config given: ``configs/<challenge>/base.yaml``. Otherwise the base is the
-    ``base.yaml`` beside the first overlay, put first unless the first file is a base itself.
+    ``base.yaml`` beside the first overlay, put first unless the first file is a base itself;
+    an overlay kept elsewhere (a folder without a ``base.yaml``, e.g. the user's own) stacks on
+    ``configs/<challenge>/base.yaml``.
     """
-    files = [Path(c) for c in (given or [])] or [
-        CONFIG_DIR / (challenge.config_dir or challenge.name) / BASE_CONFIG]
+    track_base = CONFIG_DIR / (challenge.config_dir or challenge.name) / BASE_CONFIG
+    files = [Path(c) for c in (given or [])] or [track_base]
     if files[0].name != BASE_CONFIG:
-        files.insert(0, files[0].with_name(BASE_CONFIG))
+        beside = files[0].with_name(BASE_CONFIG)
+        files.insert(0, beside if beside.is_file() else track_base)
     for path in files:
         if not path.is_file():
             raise AbawError(f"{path}: config file not found")

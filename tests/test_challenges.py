@@ -106,7 +106,7 @@ def test_recipes_report_bad_data_in_one_line(tmp_path, capsys, monkeypatch):
     assert err.count("nowhere") == 3 and "Traceback" not in err
 
 
-def test_configs_stack_on_the_track_base(monkeypatch):
+def test_configs_stack_on_the_track_base(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     base = Path("configs/mtl/base.yaml")
     assert config_files(MTL, None) == [base]
@@ -114,3 +114,8 @@ def test_configs_stack_on_the_track_base(monkeypatch):
     assert config_files(MTL, ["configs/mtl/hybrid.yaml"]) == [base, Path("configs/mtl/hybrid.yaml")]
     with pytest.raises(AbawError, match="no_such.yaml: config file not found"):
         config_files(MTL, ["configs/mtl/no_such.yaml"])
+    own = tmp_path / "my_ema.yaml"  # a user's overlay outside configs/: the track's base first
+    own.write_text("trainer:\n  max_epochs: 2\n")
+    assert config_files(MTL, [str(own)]) == [base, own]
+    with pytest.raises(AbawError, match="missing.yaml: config file not found"):
+        config_files(MTL, [str(tmp_path / "missing.yaml")])
