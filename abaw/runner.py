@@ -422,6 +422,8 @@ def predict(cli: Any, checkpoint: Path, split: str, output_dir: Path | None = No
     ``output_dir`` the writer also writes ``predictions.npz`` and ``submission.txt`` there.
     ``postprocess``: the JSON the writer applies (none: raw decisions, nothing guessed).
     """
+    from pytorch_lightning.callbacks import WeightAveraging
+
     writer = cli.writer
     writer.output_dir = "" if output_dir is None else str(output_dir)
     writer.postprocess = None if postprocess is None else str(postprocess)
@@ -429,8 +431,17 @@ def predict(cli: Any, checkpoint: Path, split: str, output_dir: Path | None = No
     for key, value in writer_settings.items():
         setattr(writer, key, value)
     cli.datamodule.predict_split = split
-    cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint),
+    # After fit, a weight-averaging callback (EMA, configs/mtl/ema.yaml) would reload the raw
+    # training weights ("current_model_state") over the averaged ones the checkpoint holds as
+    # its state_dict; predictions must come from the weights that were validated and selected.
+    trainer = cli.trainer
+    kept = trainer.callbacks
+    trainer.callbacks = [c for c in kept if not isinstance(c, WeightAveraging)]
+    try:
+        trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=str(checkpoint),
                         return_predictions=False)
+    finally:
+        trainer.callbacks = kept
     if writer.result is None:
         raise AbawError(f"predicting {split} gave no result")
     return writer.result

@@ -67,6 +67,36 @@ def test_mtl_recipe_single_task_writes_a_valid_submission(tmp_path, monkeypatch)
                      "tiny", "--run", "t", "--", *FAST, "--data.tasks", "[expr]"]) == 0
 
 
+def test_mtl_recipe_with_ema_predicts_with_the_averaged_weights(tmp_path, monkeypatch):
+    # regression: after fit, Lightning's EMA callback reloaded the raw training weights
+    # ("current_model_state") over the averaged ones when the recipe predicted, so an EMA run
+    # validated and selected the average but scored and submitted the raw weights
+    monkeypatch.chdir(tmp_path)
+    ema = tmp_path / "ema.yaml"
+    ema.write_text("trainer:\n  callbacks:\n"
+                   "    - class_path: pytorch_lightning.callbacks.EMAWeightAveraging\n"
+                   "      init_args:\n        decay: 0.5\n")
+    tiny = ["--", *FAST, "--data.tasks", "[expr]"]
+    assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--config", str(ema),
+                     "--synth-size", "tiny", "--run", "e", *tiny]) == 0
+    best = json.loads((tmp_path / "submissions/mtl/e/report.json").read_text())["checkpoint"]
+    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    assert any(not torch.equal(v, ckpt["current_model_state"][k])
+               for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    # a separate `abaw mtl predict` loads the checkpoint's state_dict: the average
+    out = tmp_path / "alone"
+    assert cli.main(["mtl", "predict", "--config", str(ROOT / "configs/mtl/base.yaml"),
+                     "--data.data_root", str(tmp_path / "data/synth-tiny/mtl"),
+                     "--ckpt_path", best, "--data.predict_split", "val",
+                     "--submission.output_dir", str(out), "--submission.auto_postprocess",
+                     "false", *tiny[1:]]) == 0
+    with np.load(out / "predictions.npz") as alone, \
+            np.load(tmp_path / "submissions/mtl/e" / VALIDATION_PREDICTIONS) as recipe:
+        rows = {name: i for i, name in enumerate(alone["images"].tolist())}
+        order = [rows[name] for name in recipe["images"].tolist()]
+        np.testing.assert_allclose(recipe["expr_prob"], alone["expr_prob"][order], atol=1e-5)
+
+
 def test_lsd_recipe_starts_from_the_mtl_model_and_writes_a_valid_submission(
         tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
