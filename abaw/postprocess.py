@@ -14,7 +14,13 @@ the submission's decisions, each fitted on the labelled validation rows:
 - **temporal smoothing** (:mod:`abaw.temporal`): a Gaussian over frame distance within each
   video, one ``sigma`` (frames; 0 = off) per task chosen from :data:`SIGMA_GRID`, applied to
   VA and to the probabilities before the thresholds and biases (which are refitted for each
-  candidate ``sigma``, so the choice is that of the whole task's decision rule).
+  candidate ``sigma``, so the choice is that of the whole task's decision rule);
+- **VA calibration** (:func:`fit_va_calibration`): per dimension an affine map
+  ``offset + scale * v`` giving the labelled validation rows the truth's mean and standard
+  deviation. For a fixed correlation r it is the map that maximises CCC (which becomes r on
+  the fitted rows): a network trained on other identities predicts too narrow a range, too
+  close to its training mean, and CCC charges for both. Applied after the smoothing, before
+  the clip to [-1, 1] (the smoothing sigma is chosen with the calibration refitted).
 
 :class:`PostProcess` holds the fitted numbers and applies them (:meth:`PostProcess.decide`),
 for the MTL arrays and for any subset of the tasks (a per-video track fits only its own):
@@ -33,9 +39,9 @@ truth's rows and scored. ``rows=None`` (MTL): the truth's rows are the predicted
 
 The JSON (``<checkpoint>.postprocess.json``, :func:`save_postprocess` /
 :func:`load_postprocess`) is data, never code. Format version 2 adds
-``expression_biases`` and ``smoothing_sigma`` to version 1's ``au_thresholds``; a version-1
-file still loads (no biases, no smoothing), and every entry is checked (names, ranges), a
-bad one reported as one line naming the file.
+``expression_biases`` and ``smoothing_sigma`` to version 1's ``au_thresholds``, version 3
+``va_calibration``; an older file still loads (no biases, no smoothing, no calibration), and
+every entry is checked (names, ranges), a bad one reported as one line naming the file.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from abaw.errors import AbawError, FormatError
 from abaw.fileio import atomic_write_text, is_device
 from abaw.metrics import au_f1, expression_f1, va_ccc
 from abaw.temporal import gaussian_smooth, video_frames
-from abaw.vocab import AU_MISSING, AUS, EXPRESSIONS, NUM_AUS, NUM_EXPRESSIONS
+from abaw.vocab import AU_MISSING, AUS, EXPRESSIONS, NUM_AUS, NUM_EXPRESSIONS, VA_MISSING
 
 #: Default AU threshold grid: 0.05, 0.10, ..., 0.95.
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -64,19 +70,65 @@ BIAS_GRID: tuple[float, ...] = tuple(round(0.25 * k, 2) for k in range(-8, 9))
 SIGMA_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: the largest sigma a post-processing file may hold (frames)
 MAX_SIGMA = 1000.0
+#: the bounds of a VA calibration: 0 < scale <= MAX_SCALE, |offset| <= MAX_OFFSET (a fit
+#: stays inside them: a near-constant prediction is not stretched further)
+MAX_SCALE = 20.0
+MAX_OFFSET = 20.0
+#: the VA dimensions, in the order of the ``va`` columns and of ``va_calibration``
+VA_NAMES: tuple[str, str] = ("valence", "arousal")
 POSTPROCESS_SUFFIX = ".postprocess.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: task -> the array of the raw predictions it reads
 TASK_ARRAYS: dict[str, str] = {"va": "va", "expr": "expr_prob", "au": "au_prob"}
 #: the fitted steps, in the order they build on each other
 log = logging.getLogger(__name__)
 
-STEPS: tuple[str, ...] = ("thresholds", "biases", "smoothing")
+STEPS: tuple[str, ...] = ("thresholds", "biases", "smoothing", "calibration")
 #: the steps that change each task's decisions
-TASK_STEPS: dict[str, tuple[str, ...]] = {"va": ("smoothing",), "expr": ("biases", "smoothing"),
+TASK_STEPS: dict[str, tuple[str, ...]] = {"va": ("smoothing", "calibration"),
+                                          "expr": ("biases", "smoothing"),
                                           "au": ("thresholds", "smoothing")}
 #: each task's term in :func:`evaluate`
 TASK_TERMS: dict[str, str] = {"va": "va", "expr": "f1_expression", "au": "f1_au"}
+
+
+def identity_calibration() -> np.ndarray:
+    """The (2, 2) VA calibration that changes nothing: rows valence, arousal; columns
+    offset, scale."""
+    return np.array([[0.0, 1.0], [0.0, 1.0]])
+
+
+def apply_va_calibration(va: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """(N, 2) ``offset + scale * va`` per column (``calibration`` as
+    :func:`identity_calibration`), clipped to [-1, 1]."""
+    va = np.asarray(va, dtype=np.float64)
+    cal = np.asarray(calibration, dtype=np.float64)
+    return np.clip(cal[:, 0] + cal[:, 1] * va, -1.0, 1.0)
+
+
+def fit_va_calibration(va_true: np.ndarray, va_pred: np.ndarray) -> np.ndarray:
+    """Per dimension, the offset and scale giving the predictions of the labelled rows (both
+    true values > -5, the rows :func:`abaw.metrics.va_ccc` scores) the truth's mean and
+    standard deviation; the scale is capped at :data:`MAX_SCALE` (and the offset at
+    :data:`MAX_OFFSET`). A dimension with fewer than two labelled rows, or whose predictions
+    or truth do not vary, keeps the identity."""
+    truth = np.asarray(va_true, dtype=np.float64)
+    pred = np.asarray(va_pred, dtype=np.float64)
+    if truth.shape != pred.shape or truth.ndim != 2 or truth.shape[1] != 2:
+        raise ValueError(f"va_true {truth.shape} and va_pred {pred.shape} must both be (N, 2)")
+    labelled = (truth[:, 0] > VA_MISSING) & (truth[:, 1] > VA_MISSING)
+    cal = identity_calibration()
+    if labelled.sum() < 2:
+        return cal
+    for j in range(2):
+        t, p = truth[labelled, j], pred[labelled, j]
+        sd_t, sd_p = float(t.std()), float(p.std())
+        if sd_t <= 1e-12 or sd_p <= 1e-12:
+            continue
+        scale = min(sd_t / sd_p, MAX_SCALE)
+        offset = float(np.clip(t.mean() - scale * p.mean(), -MAX_OFFSET, MAX_OFFSET))
+        cal[j] = (offset, scale)
+    return cal
 
 
 def apply_au_thresholds(au_prob: np.ndarray, thresholds: np.ndarray | float) -> np.ndarray:
@@ -255,11 +307,13 @@ def _default_biases() -> np.ndarray:
 @dataclass
 class PostProcess:
     """Fitted decision rule: per-AU thresholds, expression biases, a smoothing sigma per task
-    (frames; absent = 0). The defaults are the raw decisions (AU at 0.5, argmax, no smoothing)."""
+    (frames; absent = 0), the VA calibration ((2, 2): offset, scale per dimension). The
+    defaults are the raw decisions (AU at 0.5, argmax, no smoothing, VA as predicted)."""
 
     au_thresholds: np.ndarray = field(default_factory=_default_thresholds)
     expression_biases: np.ndarray = field(default_factory=_default_biases)
     smoothing: dict[str, float] = field(default_factory=dict)
+    va_calibration: np.ndarray = field(default_factory=identity_calibration)
 
     def smoothed(self, images: Sequence[str], arrays: Mapping[str, np.ndarray]
                  ) -> dict[str, np.ndarray]:
@@ -280,7 +334,7 @@ class PostProcess:
         smooth = self.smoothed(images, arrays)
         decided = {}
         if "va" in smooth:
-            decided["va"] = np.clip(smooth["va"], -1.0, 1.0)
+            decided["va"] = apply_va_calibration(smooth["va"], self.va_calibration)
         if "expr_prob" in smooth:
             decided["expression"] = apply_expression_biases(smooth["expr_prob"],
                                                             self.expression_biases)
@@ -297,6 +351,8 @@ class PostProcess:
             "expression_names": list(EXPRESSIONS),
             "expression_biases": [float(b) for b in self.expression_biases],
             "smoothing_sigma": {t: float(self.smoothing.get(t, 0.0)) for t in TASK_ARRAYS},
+            "va_calibration": {name: {"offset": float(o), "scale": float(k)}
+                               for name, (o, k) in zip(VA_NAMES, self.va_calibration)},
         }
 
     @classmethod
@@ -304,9 +360,13 @@ class PostProcess:
                     ) -> PostProcess:
         """From a loaded JSON record (:func:`load_postprocess`)."""
         smoothing = {t: s for t, s in record.get("smoothing_sigma", {}).items() if s > 0}
+        calibration = record.get("va_calibration")
         return cls(np.asarray(record["au_thresholds"], dtype=np.float64),
                    np.asarray(record.get("expression_biases", _default_biases()),
-                              dtype=np.float64), smoothing)
+                              dtype=np.float64), smoothing,
+                   identity_calibration() if calibration is None else np.array(
+                       [[float(calibration[n]["offset"]), float(calibration[n]["scale"])]
+                        for n in VA_NAMES]))
 
     @classmethod
     def load(cls, path: str | Path) -> PostProcess:
@@ -355,7 +415,9 @@ def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, n
             if rows is not None:
                 values = values[rows]
             if task == "va":
-                score, fitted = sum(va_ccc(truth.va, np.clip(values, -1, 1))), None
+                fitted = (fit_va_calibration(truth.va, values) if "calibration" in steps
+                          else identity_calibration())
+                score = sum(va_ccc(truth.va, apply_va_calibration(values, fitted)))
             elif task == "expr":
                 fitted = (fit_expression_biases(truth.expression, values)
                           if "biases" in steps else _default_biases())
@@ -367,9 +429,11 @@ def fit_postprocess(images: Sequence[str], truth: Labels, arrays: Mapping[str, n
             if score > best_score:
                 best_score = score
                 post.smoothing[task] = float(sigma)
-                if task == "expr":
+                if task == "va":
+                    post.va_calibration = fitted
+                elif task == "expr":
                     post.expression_biases = fitted
-                elif task == "au":
+                else:
                     post.au_thresholds = fitted
     post.smoothing = {t: s for t, s in post.smoothing.items() if s > 0}
     return post
@@ -541,9 +605,11 @@ def save_postprocess(path: str | Path, thresholds: np.ndarray | PostProcess, *,
 
 
 def load_postprocess(path: str | Path) -> dict[str, Any]:
-    """Read a post-processing JSON (format version 1 or 2). ``"au_thresholds"`` comes back
+    """Read a post-processing JSON (format version 1 to 3). ``"au_thresholds"`` comes back
     as a float64 (12,) array, ``"expression_biases"`` as float64 (8,) (zeros in version 1),
-    ``"smoothing_sigma"`` as ``{task: sigma}`` for the three tasks (0 in version 1)."""
+    ``"smoothing_sigma"`` as ``{task: sigma}`` for the three tasks (0 in version 1),
+    ``"va_calibration"`` as ``{dimension: {"offset": o, "scale": s}}`` (the identity before
+    version 3)."""
     path = Path(path)
     if is_device(path):
         raise FormatError(path, None, "is a device, not a file")
@@ -602,3 +668,16 @@ def _check_record(record: dict, where: str | Path) -> None:
         raise FormatError(where, None, f"smoothing_sigma must map tasks among "
                                        f"{list(TASK_ARRAYS)} to frames in [0, {MAX_SIGMA:g}]")
     record["smoothing_sigma"] = {t: float(sigmas.get(t, 0.0)) for t in TASK_ARRAYS}
+    calibration = record.setdefault("va_calibration", {n: {"offset": 0.0, "scale": 1.0}
+                                                       for n in VA_NAMES})
+    message = (f"va_calibration must map {' and '.join(VA_NAMES)} to an offset within "
+               f"±{MAX_OFFSET:g} and a scale in (0, {MAX_SCALE:g}]")
+    if not isinstance(calibration, dict) or set(calibration) != set(VA_NAMES):
+        raise FormatError(where, None, message)
+    for entry in calibration.values():
+        if not isinstance(entry, dict) or set(entry) != {"offset", "scale"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in entry.values()):
+            raise FormatError(where, None, message)
+        if not (0 < entry["scale"] <= MAX_SCALE and abs(entry["offset"]) <= MAX_OFFSET):
+            raise FormatError(where, None, message)

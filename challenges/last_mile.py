@@ -8,17 +8,18 @@ one step to the row above (the steps that apply to the track's tasks):
 
 1. raw: AU at 0.5, plain argmax, no smoothing (the first run);
 2. + per-AU thresholds (MTL, AU); 3. + expression biases (MTL, EXPR); 4. + temporal
-   smoothing (every track) — all fitted on validation, :mod:`abaw.postprocess`; on a
-   per-video track fitted on the crop-frame predictions and scored on every labelled frame
-   after filling from the nearest predicted frame;
-5. auto: per task, only the steps whose split-half estimate beats the raw decisions
+   smoothing (every track); 5. + VA calibration (MTL, VA: offset and scale per dimension)
+   — all fitted on validation, :mod:`abaw.postprocess`; on a per-video track fitted on the
+   crop-frame predictions and scored on every labelled frame after filling from the nearest
+   predicted frame;
+6. auto: per task, only the steps whose split-half estimate beats the raw decisions
    (:func:`abaw.postprocess.choose_steps`, what ``make mtl`` fits by default);
-6. auto + TTA: the first run's model predicts validation and test again with a horizontal
+7. auto + TTA: the first run's model predicts validation and test again with a horizontal
    flip averaged in (``--no-tta`` leaves the row out; it is the only step needing the
    model; a per-video GRU run mirrors the crops under its cached backbone features,
    :func:`abaw.training.temporal.predict_saved`);
-7. the N-run ensemble (:mod:`abaw.ensemble`) of every run, with TTA when row 6 is on, the
-   steps chosen as in row 5 on the ensemble's validation predictions.
+8. the N-run ensemble (:mod:`abaw.ensemble`) of every run, with TTA when row 7 is on, the
+   steps chosen as in row 6 on the ensemble's validation predictions.
 
 Columns: the validation score (fitted and scored on validation: optimistic), the split-half
 estimate (fitted on half the validation videos, scored on the other half, both ways, mean)
@@ -51,13 +52,14 @@ from abaw.runner import REPORT_FILE, Challenge, predict, setup_logging, write_re
 from abaw.tracks import get
 from abaw.vocab import PREDICTIONS_FILE
 
-#: (label, post-processing steps, the tasks that make the row) of rows 1-4; a track's table
+#: (label, post-processing steps, the tasks that make the row) of rows 1-5; a track's table
 #: keeps the rows whose step applies to one of its tasks
 STEP_ROWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("raw", (), ("va", "expr", "au")),
     ("+ per-AU thresholds", ("thresholds",), ("au",)),
     ("+ expression biases", ("thresholds", "biases"), ("expr",)),
     ("+ temporal smoothing", ("thresholds", "biases", "smoothing"), ("va", "expr", "au")),
+    ("+ VA calibration", ("thresholds", "biases", "smoothing", "calibration"), ("va",)),
 )
 ALL_STEPS = STEP_ROWS[-1][1]
 AUTO_ROW = "auto: per task, the steps that win on split-half (make mtl's default)"
@@ -76,7 +78,7 @@ def default_out(track: str) -> Path:
 
 
 def step_rows(tasks: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
-    """Rows 1-4 for a track with ``tasks``: the raw row says what raw means for them."""
+    """Rows 1-5 for a track with ``tasks``: the raw row says what raw means for them."""
     raw = [what for task, what in (("au", "AU at 0.5"), ("expr", "argmax")) if task in tasks]
     return [(label + (f" ({', '.join(raw)})" if index == 0 and raw else ""), steps)
             for index, (label, steps, makers) in enumerate(STEP_ROWS) if set(makers) & set(tasks)]

@@ -69,7 +69,8 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     table = (out / "last_mile.md").read_text()
     labels = [row["label"] for row in json.loads((out / "last_mile.json").read_text())["rows"]]
     assert labels == ["raw (AU at 0.5, argmax)", "+ per-AU thresholds", "+ expression biases",
-                      "+ temporal smoothing", last_mile.AUTO_ROW, "auto + TTA (horizontal flip)",
+                      "+ temporal smoothing", "+ VA calibration", last_mile.AUTO_ROW,
+                      "auto + TTA (horizontal flip)",
                       "auto, 2-run ensemble (with TTA)"]
     assert all(f"| {label} |" in table for label in labels)
     data = tmp_path / "data/synth-tiny/mtl"
@@ -82,11 +83,11 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
             score("mtl", submission, data / MTL_TEST_TRUTH).values["P_MTL"], abs=1e-12)
         assert f"{row['test']['P_MTL']:.4f}" in table
     # the run's own test score is the "auto" row (the runner's default, --post auto)
-    assert rows[4]["test"]["P_MTL"] == pytest.approx(report["test"]["P_MTL"], abs=1e-12)
-    assert rows[4]["steps"] == report["postprocess_steps"]
+    assert rows[5]["test"]["P_MTL"] == pytest.approx(report["test"]["P_MTL"], abs=1e-12)
+    assert rows[5]["steps"] == report["postprocess_steps"]
     # TTA changed the model's outputs; the ensemble of a run with its copy is that run
-    raw = load_predictions(out / "5-auto-per-task-the-steps-that-win-on-split-half-make-mtl-s-default/predictions.npz").arrays["va"]
-    flipped = load_predictions(out / "6-auto-tta-horizontal-flip/predictions.npz").arrays["va"]
+    raw = load_predictions(out / "6-auto-per-task-the-steps-that-win-on-split-half-make-mtl-s-default/predictions.npz").arrays["va"]
+    flipped = load_predictions(out / "7-auto-tta-horizontal-flip/predictions.npz").arrays["va"]
     assert not np.allclose(raw, flipped)
-    both = load_predictions(out / "7-auto-2-run-ensemble-with-tta/predictions.npz").arrays["va"]
+    both = load_predictions(out / "8-auto-2-run-ensemble-with-tta/predictions.npz").arrays["va"]
     assert np.allclose(both, flipped, atol=1e-12)

@@ -199,7 +199,7 @@ def test_an_ensemble_of_one_per_video_run_is_that_run(tmp_path, task):
 
 
 @pytest.mark.parametrize("task, labels", [
-    ("va", ["raw", "+ temporal smoothing"]),
+    ("va", ["raw", "+ temporal smoothing", "+ VA calibration"]),
     ("expr", ["raw (argmax)", "+ expression biases", "+ temporal smoothing"]),
     ("au", ["raw (AU at 0.5)", "+ per-AU thresholds", "+ temporal smoothing"]),
 ])

@@ -1,6 +1,6 @@
 """The post-processing fitted on validation (abaw.postprocess, abaw.temporal): per-AU
-thresholds, expression biases, temporal smoothing, the split-half estimate and the JSON
-artefact, on tiny hand-checkable inputs."""
+thresholds, expression biases, temporal smoothing, the VA calibration, the split-half
+estimate and the JSON artefact, on tiny hand-checkable inputs."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ import numpy as np
 import pytest
 
 from abaw.errors import AbawError, FormatError
-from abaw.metrics import au_f1, expression_f1
+from abaw.metrics import au_f1, expression_f1, va_ccc
 from abaw.postprocess import (
     Labels,
     PostProcess,
     apply_au_thresholds,
     apply_expression_biases,
+    apply_va_calibration,
     default_postprocess_path,
     evaluate,
     fit_au_thresholds,
     fit_expression_biases,
     fit_postprocess,
+    fit_va_calibration,
+    identity_calibration,
     load_postprocess,
     save_postprocess,
     split_half_postprocess,
@@ -116,37 +119,110 @@ def test_version_1_files_still_load_without_biases_or_smoothing(tmp_path) -> Non
     assert post.expression_biases.tolist() == [0.0] * 8 and post.smoothing == {}
 
 
-def test_version_2_round_trip(tmp_path) -> None:
+def test_version_2_files_load_without_calibration(tmp_path) -> None:
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({"format_version": 2, "au_thresholds": [0.25] * 12,
+                                "smoothing_sigma": {"va": 2.0}}))
+    post = PostProcess.load(path)
+    assert post.smoothing == {"va": 2.0}
+    assert post.va_calibration.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+
+
+def test_version_3_round_trip(tmp_path) -> None:
     post = PostProcess(np.linspace(0.1, 0.9, 12), np.arange(8) * 0.25 - 1.0,
-                       {"va": 4.0, "au": 2.0})
+                       {"va": 4.0, "au": 2.0}, np.array([[-0.125, 1.5], [0.25, 0.75]]))
     path = save_postprocess(tmp_path / "pp.json", post, fitted_on="val", extra={"steps": ["x"]})
     record = json.loads(path.read_text())
-    assert record["format_version"] == 2
+    assert record["format_version"] == 3
     assert record["smoothing_sigma"] == {"va": 4.0, "expr": 0.0, "au": 2.0}
+    assert record["va_calibration"] == {"valence": {"offset": -0.125, "scale": 1.5},
+                                        "arousal": {"offset": 0.25, "scale": 0.75}}
     again = PostProcess.load(path)
     assert np.array_equal(again.au_thresholds, post.au_thresholds)
     assert np.array_equal(again.expression_biases, post.expression_biases)
     assert again.smoothing == {"va": 4.0, "au": 2.0}
+    assert np.array_equal(again.va_calibration, post.va_calibration)
     assert load_postprocess(path)["steps"] == ["x"]
 
 
+_CAL = {"valence": {"offset": 0.0, "scale": 1.0}, "arousal": {"offset": 0.0, "scale": 1.0}}
+
+
 @pytest.mark.parametrize("entries, message", [
-    ({"format_version": 3}, "format_version 3"),
+    ({"format_version": 4}, "format_version 4"),
     ({"format_version": 2, "expression_biases": [0.0] * 7}, "expression_biases must be 8"),
     ({"format_version": 2, "expression_biases": ["a"] * 8}, "expression_biases must be 8"),
     ({"format_version": 2, "smoothing_sigma": {"va": -1}}, "smoothing_sigma"),
     ({"format_version": 2, "smoothing_sigma": {"pose": 1}}, "smoothing_sigma"),
     ({"format_version": 2, "smoothing_sigma": [1, 2]}, "smoothing_sigma"),
     ({"format_version": 2, "expression_names": ["x"] * 8}, "expression_names"),
+    ({"format_version": 3, "va_calibration": [0, 1, 0, 1]}, "va_calibration"),
+    ({"format_version": 3, "va_calibration": {"valence": _CAL["valence"]}}, "va_calibration"),
+    ({"format_version": 3, "va_calibration": {**_CAL, "arousal": {"offset": 0, "scale": 0}}},
+     "va_calibration"),
+    ({"format_version": 3, "va_calibration": {**_CAL, "arousal": {"offset": 0, "scale": 21}}},
+     "va_calibration"),
+    ({"format_version": 3, "va_calibration": {**_CAL, "valence": {"offset": "0", "scale": 1}}},
+     "va_calibration"),
+    ({"format_version": 3, "va_calibration": {**_CAL, "valence": {"offset": True, "scale": 1}}},
+     "va_calibration"),
+    ({"format_version": 3, "va_calibration": {**_CAL, "valence": {"scale": 1}}},
+     "va_calibration"),
     ({"format_version": 1}, "no 'au_thresholds'"),
     ([1, 2], "not a JSON object"),
 ])
-def test_bad_version_2_files_are_one_line_errors(tmp_path, entries, message) -> None:
+def test_bad_version_2_or_3_files_are_one_line_errors(tmp_path, entries, message) -> None:
     path = tmp_path / "pp.json"
     path.write_text(json.dumps(entries))
     with pytest.raises(FormatError, match=message) as err:
         load_postprocess(path)
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_va_calibration_fit_by_hand() -> None:
+    # valence predicted as 0.5 * truth + 0.1 (too narrow, shifted): scale 2, offset -0.2
+    # undo it exactly; arousal already right: the identity. Row 4 is unlabelled (-5) and
+    # its wild prediction must not count.
+    truth = np.array([[-0.5, -0.5], [0.0, 0.0], [0.5, 0.5], [1.0, 1.0], [-5.0, -5.0]])
+    pred = np.stack([0.5 * truth[:, 0] + 0.1, truth[:, 1]], axis=1)
+    pred[4] = [9.0, -9.0]
+    cal = fit_va_calibration(truth, pred)
+    np.testing.assert_allclose(cal, [[-0.2, 2.0], [0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(apply_va_calibration(pred, cal)[:4], truth[:4], atol=1e-12)
+    assert va_ccc(truth, pred)[0] < 0.9 and va_ccc(truth, apply_va_calibration(pred, cal)) == \
+        pytest.approx((1.0, 1.0))
+    # the output is clipped to the label range
+    assert apply_va_calibration(np.array([[0.9, -0.9]]), [[0.0, 2.0], [0.0, 2.0]]).tolist() == \
+        [[1.0, -1.0]]
+    # a constant prediction or fewer than two labelled rows: nothing to fit
+    assert fit_va_calibration(truth, np.zeros_like(truth)).tolist() == \
+        identity_calibration().tolist()
+    assert fit_va_calibration(truth[:1], pred[:1]).tolist() == identity_calibration().tolist()
+    # a nearly constant prediction is stretched at most MAX_SCALE (20)
+    assert fit_va_calibration(truth[:4], 1e-4 * truth[:4])[:, 1].tolist() == [20.0, 20.0]
+
+
+def test_calibration_is_fitted_only_when_asked_and_wins_on_held_out_videos() -> None:
+    # every video's valence is predicted at 0.4x its true swing around +0.3: the calibration
+    # learned on half the videos carries over to the other half
+    from abaw.postprocess import choose_steps
+
+    rng = np.random.default_rng(1)
+    images = [f"v{v}/{f:05d}.jpg" for v in range(6) for f in range(1, 81)]
+    t = np.arange(len(images))
+    truth_va = np.stack([0.8 * np.sin(t / 7.0), 0.6 * np.cos(t / 5.0)], axis=1)
+    pred = 0.3 + 0.4 * truth_va + rng.normal(0, 0.02, truth_va.shape)
+    truth = Labels(va=truth_va)
+    arrays = {"va": pred}
+    assert fit_postprocess(images, truth, arrays, ("smoothing",)).va_calibration.tolist() == \
+        identity_calibration().tolist()
+    post = fit_postprocess(images, truth, arrays, ("calibration",))
+    np.testing.assert_allclose(post.va_calibration[:, 1], [2.5, 2.5], rtol=0.05)
+    decided = post.decide(images, arrays)["va"]
+    assert min(va_ccc(truth_va, decided)) > 0.99 > max(va_ccc(truth_va, pred))
+    chosen, estimates = choose_steps(images, truth, arrays)
+    assert "calibration" in chosen["va"]
+    assert estimates["calibration"]["va"] > estimates["none"]["va"] + 0.3
 
 
 def test_bad_json_is_one_line_on_the_command_line(tmp_path, capsys) -> None:

@@ -64,9 +64,11 @@ class Mtl(Challenge):
                             help="post-processing steps fitted on validation: auto (per task, "
                                  "the steps whose split-half estimate beats the raw decisions; "
                                  "the default), a comma list of thresholds (per AU), biases "
-                                 "(expression), smoothing (per task, within videos), or none")
+                                 "(expression), smoothing (per task, within videos), "
+                                 "calibration (VA: offset and scale per dimension), or none")
         parser.add_argument("--no-tune", action="store_true",
-                            help="raw decisions: AU at 0.5, argmax, no smoothing (= --post none)")
+                            help="raw decisions: AU at 0.5, argmax, no smoothing, VA as predicted "
+                                 "(= --post none)")
 
     def check(self, run: Run) -> None:
         from abaw.postprocess import parse_steps
@@ -122,7 +124,8 @@ class Mtl(Challenge):
         entries.update({
             "postprocess_steps": shown, "au_thresholds": post.au_thresholds.tolist(),
             "expression_biases": post.expression_biases.tolist(),
-            "smoothing_sigma": post.record()["smoothing_sigma"], "validation_tuned": tuned})
+            "smoothing_sigma": post.record()["smoothing_sigma"],
+            "va_calibration": post.record()["va_calibration"], "validation_tuned": tuned})
         if fitted.split_half is None:
             print(f"no split-half estimate: {fitted.why}")
         else:
@@ -133,7 +136,8 @@ class Mtl(Challenge):
                                      if k in entries}})
         print(f"post-processing ({label}) → {saved}: AU thresholds "
               f"{np.round(post.au_thresholds, 2).tolist()}, expression biases "
-              f"{post.expression_biases.tolist()}, smoothing sigma {post.smoothing or 'none'}")
+              f"{post.expression_biases.tolist()}, smoothing sigma {post.smoothing or 'none'}, "
+              f"VA calibration (offset, scale) {np.round(post.va_calibration, 3).tolist()}")
         run.rows.append([f"validation (post-processed: {label})",
                          *terms(tuned)])
         if "split_half" in entries:

@@ -117,7 +117,8 @@ class PerVideo(Challenge):
                             f"list of {', '.join(steps)} (the ones that apply to {self.name}), "
                             "or none")
         p.add_argument("--no-tune", action="store_true",
-                       help="raw decisions: AU at 0.5, argmax, no smoothing (= --post none)")
+                       help="raw decisions: AU at 0.5, argmax, no smoothing, VA as predicted "
+                            "(= --post none)")
 
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         init = {"mtl": "", "none": "-scratch"}.get(args.init, "-init")
@@ -260,6 +261,8 @@ class PerVideo(Challenge):
             entries["au_thresholds"] = post.au_thresholds.tolist()
         if self.name == "expr":
             entries["expression_biases"] = post.expression_biases.tolist()
+        if self.name == "va":
+            entries["va_calibration"] = post.record()["va_calibration"]
         if fitted.split_half is None:
             print(f"no split-half estimate: {fitted.why}")
         else:
@@ -272,7 +275,9 @@ class PerVideo(Challenge):
                                      k: entries[k] for k in ("validation_tuned", "split_half")
                                      if k in entries}})
         values = {"au": "AU thresholds " + str(np.round(post.au_thresholds, 2).tolist()),
-                  "expr": f"expression biases {post.expression_biases.tolist()}", "va": ""}
+                  "expr": f"expression biases {post.expression_biases.tolist()}",
+                  "va": "VA calibration (offset, scale) "
+                        + str(np.round(post.va_calibration, 3).tolist())}
         print(f"post-processing ({', '.join(steps) or 'none'}) → {saved}: smoothing sigma "
               f"{entries['smoothing_sigma']:g} frames" + (f", {values[self.name]}"
                                                            if values[self.name] else ""))
