@@ -15,8 +15,8 @@ of the existing tables:
   ViT against the random ViT at the same fine-tuning budget (its encoder from
   :func:`mae_encoder`);
 - ``last-mile`` (:func:`challenges.last_mile.last_mile` over the reference row's seed runs):
-  its rows (per-AU thresholds, expression biases, temporal smoothing, TTA, ... on and off),
-  each against the row above; the ensemble of the seed runs (3 at a time) against one run;
+  its rows (per-AU thresholds, expression biases, temporal smoothing, VA calibration, TTA,
+  ... on and off), each against the row above; the ensemble of the seed runs (3 at a time) against one run;
 - ``lsd`` (:func:`challenges.lsd_ablation.train_row`): super-resolution none / compact /
   x4plus × hand module off / on, from scratch and initialised from the MTL face model, at
   ``--lsd-img-size`` 112 px: the synthetic images are 56 px, so at the base config's 64 px
