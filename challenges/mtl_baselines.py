@@ -1,6 +1,7 @@
 """The MTL tables on the embedded default: ``make mtl-baselines`` and ``make mtl-sweep``.
 
-Every trained row gets the same budget (``--epochs``, default 3, same data, same batch size)
+Every trained row gets the same budget (``--epochs``, default ``make mtl``'s own:
+``trainer.max_epochs`` of ``configs/mtl/base.yaml``; same data, same batch size)
 and goes through the full recipe of :mod:`challenges.mtl` (official validation score, AU
 thresholds tuned on validation, test submission scored against the hidden truth), once per
 seed (``--seeds``, default 42,1,2). A cell is ``mean ± std (seeds)``; the verdict compares a
@@ -65,6 +66,13 @@ TABLES: dict[str, dict[str, tuple[str, list[str], str]]] = {
         "EMA of weights (0.99)": ("configs/mtl/ema.yaml", [], "P_MTL"),
     },
 }
+
+
+def default_epochs() -> int:
+    """``make mtl``'s training length: ``trainer.max_epochs`` of :data:`BASE`."""
+    import yaml
+
+    return int(yaml.safe_load(Path(BASE).read_text(encoding="utf-8"))["trainer"]["max_epochs"])
 
 
 def _terms(score: dict) -> dict[str, float]:
@@ -148,13 +156,17 @@ def train_row(prefix: str, name: str, spec: tuple[str, list[str], str], *, epoch
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make mtl-baselines", description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="baselines", choices=list(TABLES))
-    p.add_argument("--epochs", type=int, default=3, help="training epochs for every row")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs for every row (default: make mtl's, trainer.max_epochs "
+                        f"of {BASE})")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
     p.add_argument("--rows", help="comma-separated subset of row names (default: all)")
     p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = default_epochs()
     rows = TABLES[args.table]
     try:
         seeds = parse_seeds(args.seeds)
