@@ -7,7 +7,8 @@ validation frames that have a crop, fill every other frame from the nearest pred
 of its video, score every labelled frame with the official metric → optionally a temporal
 head over cached backbone features of consecutive frames (``--temporal gru``) → the
 post-processing fitted on validation (:mod:`abaw.postprocess`, ``--post``: temporal
-smoothing for every task, expression biases for EXPR, per-AU thresholds for AU), reported
+smoothing for every task, the calibration for VA, expression biases for EXPR, per-AU
+thresholds for AU), reported
 before and after and as a split-half estimate, saved as JSON beside the checkpoint (or the
 GRU head) → predict the sample file's frames, fill, write and validate the submission →
 summary table and ``report.json``; on the embedded data also the hidden-truth test score,
@@ -15,7 +16,8 @@ the oracle ceiling and the trivial baselines.
 
 The order at predict time (the writer, :class:`abaw.training.writer.PerVideoPredictionWriter`):
 the model predicts the frames that have a face crop; the post-processing works on those
-predictions (smoothing by frame number within each video, then biases / thresholds); only
+predictions (smoothing by frame number within each video, then calibration / biases /
+thresholds); only
 then is every other frame of the sample file (or of the validation videos) filled with the
 decision of the nearest predicted frame of its video. The fitting follows the same order
 and scores every labelled frame after filling (``rows`` of :func:`abaw.postprocess.fit_postprocess`).
