@@ -68,6 +68,32 @@ TABLES: dict[str, dict[str, tuple[str, list[str], str]]] = {
 }
 
 
+def select_rows(text: str, rows: dict[str, tuple]) -> dict[str, tuple]:
+    """The rows named in ``text``: comma-separated row names or their slugs. A name may hold
+    commas itself ("fixed weighting (1,1,1)"), so the longest run of comma-separated pieces
+    that names a row is taken first; spaces around the commas do not matter. An unknown
+    piece raises ``KeyError`` with it."""
+    import re
+
+    def norm(name: str) -> str:
+        return re.sub(r"\s*,\s*", ",", name.strip())
+
+    known = {norm(name): name for name in rows} | {slug(name): name for name in rows}
+    pieces = text.split(",")
+    chosen: list[str] = []
+    start = 0
+    while start < len(pieces):
+        for end in range(len(pieces), start, -1):
+            name = known.get(norm(",".join(pieces[start:end])))
+            if name is not None:
+                chosen.append(name)
+                start = end
+                break
+        else:
+            raise KeyError(pieces[start].strip())
+    return {name: rows[name] for name in chosen}
+
+
 def default_epochs() -> int:
     """``make mtl``'s training length: ``trainer.max_epochs`` of :data:`BASE`."""
     import yaml
@@ -161,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"of {BASE})")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
-    p.add_argument("--rows", help="comma-separated subset of row names (default: all)")
+    p.add_argument("--rows", help="comma-separated subset of row names or slugs (default: all), "
+                                  "e.g. 'fixed weighting (1,1,1),AU graph head'")
     p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
@@ -171,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeds = parse_seeds(args.seeds)
         if args.rows:
-            rows = {name: rows[name] for name in args.rows.split(",")}
+            rows = select_rows(args.rows, rows)
     except ValueError as err:
         p.error(str(err))
     except KeyError as err:

@@ -114,3 +114,19 @@ def test_mtl_tables_default_to_make_mtls_own_epochs(monkeypatch, tmp_path):
     assert mtl_baselines.main(["--rows", DEFAULT_ROW]) == 0
     assert mtl_baselines.main(["--rows", DEFAULT_ROW, "--epochs", "2"]) == 0
     assert [a.epochs for a in seen] == [7, 2]
+
+
+def test_mtl_table_rows_are_chosen_by_name_even_with_commas_or_by_slug():
+    # regression: --rows split on every comma, so "fixed weighting (1,1,1)" could not be chosen
+    from challenges.mtl_baselines import TABLES, select_rows
+
+    rows = TABLES["baselines"]
+    assert list(select_rows("fixed weighting (1,1,1)", rows)) == ["fixed weighting (1,1,1)"]
+    assert list(select_rows("fixed weighting (1,1,1),AU graph head, VA only", rows)) == [
+        "fixed weighting (1,1,1)", "AU graph head", "VA only"]
+    assert list(select_rows("ViT (vit_tiny_mae,random init)", rows)) == [
+        "ViT (vit_tiny_mae, random init)"]
+    assert list(select_rows("fixed-weighting-1-1-1,au-graph-head", rows)) == [
+        "fixed weighting (1,1,1)", "AU graph head"]
+    with pytest.raises(KeyError, match="no such row"):
+        select_rows("AU graph head,no such row", rows)
