@@ -80,9 +80,9 @@ POSTPROCESS_SUFFIX = ".postprocess.json"
 FORMAT_VERSION = 3
 #: task -> the array of the raw predictions it reads
 TASK_ARRAYS: dict[str, str] = {"va": "va", "expr": "expr_prob", "au": "au_prob"}
-#: the fitted steps, in the order they build on each other
 log = logging.getLogger(__name__)
 
+#: the fitted steps, in the order they build on each other
 STEPS: tuple[str, ...] = ("thresholds", "biases", "smoothing", "calibration")
 #: the steps that change each task's decisions
 TASK_STEPS: dict[str, tuple[str, ...]] = {"va": ("smoothing", "calibration"),
@@ -675,9 +675,8 @@ def _check_record(record: dict, where: str | Path) -> None:
     if not isinstance(calibration, dict) or set(calibration) != set(VA_NAMES):
         raise FormatError(where, None, message)
     for entry in calibration.values():
-        if not isinstance(entry, dict) or set(entry) != {"offset", "scale"} or not all(
+        if not (isinstance(entry, dict) and set(entry) == {"offset", "scale"} and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in entry.values()):
-            raise FormatError(where, None, message)
-        if not (0 < entry["scale"] <= MAX_SCALE and abs(entry["offset"]) <= MAX_OFFSET):
+                for v in entry.values())
+                and 0 < entry["scale"] <= MAX_SCALE and abs(entry["offset"]) <= MAX_OFFSET):
             raise FormatError(where, None, message)

@@ -313,8 +313,9 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--test-images", help="folder of the test images (default: under --data)")
     p.add_argument("--config", action="append", default=None,
                    help=f"training config (YAML): an overlay stacked on the {BASE_CONFIG} in its "
-                        f"folder (or the track's, when its folder has none); repeat to stack more (default: {CONFIG_DIR}/"
-                        f"{challenge.config_dir or challenge.name}/{BASE_CONFIG} alone)")
+                        f"folder (or the track's, when its folder has none); repeat to stack "
+                        f"more (default: {CONFIG_DIR}/{challenge.config_dir or challenge.name}/"
+                        f"{BASE_CONFIG} alone)")
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")

@@ -16,7 +16,8 @@ of the existing tables:
   :func:`mae_encoder`);
 - ``last-mile`` (:func:`challenges.last_mile.last_mile` over the reference row's seed runs):
   its rows (per-AU thresholds, expression biases, temporal smoothing, VA calibration, TTA,
-  ... on and off), each against the row above; the ensemble of the seed runs (3 at a time) against one run;
+  ... on and off), each against the row above; the ensemble of the seed runs (3 at a time)
+  against one run;
 - ``lsd`` (:func:`challenges.lsd_ablation.train_row`): super-resolution none / compact /
   x4plus × hand module off / on, from scratch and initialised from the MTL face model, at
   ``--lsd-img-size`` 112 px: the synthetic images are 56 px, so at the base config's 64 px

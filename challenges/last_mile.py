@@ -61,7 +61,6 @@ STEP_ROWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("+ temporal smoothing", ("thresholds", "biases", "smoothing"), ("va", "expr", "au")),
     ("+ VA calibration", ("thresholds", "biases", "smoothing", "calibration"), ("va",)),
 )
-ALL_STEPS = STEP_ROWS[-1][1]
 AUTO_ROW = "auto: per task, the steps that win on split-half (make mtl's default)"
 #: per track: the score's name, its key in a test score, the test columns shown beside it
 COLUMNS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {

@@ -121,11 +121,12 @@ class Mtl(Challenge):
             print(f"--post auto: steps chosen per task by split-half: {label}")
         fitted = fit_and_estimate(images, labels, arrays, steps)
         post, tuned = fitted.post, mtl_terms(fitted.tuned)
+        record = post.record()
         entries.update({
             "postprocess_steps": shown, "au_thresholds": post.au_thresholds.tolist(),
             "expression_biases": post.expression_biases.tolist(),
-            "smoothing_sigma": post.record()["smoothing_sigma"],
-            "va_calibration": post.record()["va_calibration"], "validation_tuned": tuned})
+            "smoothing_sigma": record["smoothing_sigma"],
+            "va_calibration": record["va_calibration"], "validation_tuned": tuned})
         if fitted.split_half is None:
             print(f"no split-half estimate: {fitted.why}")
         else:
