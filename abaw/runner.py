@@ -212,6 +212,14 @@ class Challenge:
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         return stem
 
+    def base_epochs(self) -> int:
+        """The training length of the track's recipe: ``trainer.max_epochs`` of its
+        ``configs/<track>/base.yaml`` (what the evidence tables train by default)."""
+        import yaml
+
+        path = CONFIG_DIR / (self.config_dir or self.name) / BASE_CONFIG
+        return int(yaml.safe_load(path.read_text(encoding="utf-8"))["trainer"]["max_epochs"])
+
     def synthetic_data(self, args: argparse.Namespace) -> Path:
         """Generate (or reuse) the embedded data; its folder. Only the track's own layout
         (``synth_subdir``) is generated: ``make mtl`` renders no LSD or per-video images."""

@@ -10,7 +10,8 @@ difference, otherwise **no evidence**). Nothing here is a new recipe — the row
 of the existing tables:
 
 - ``mtl`` (:func:`challenges.mtl_baselines.train_row`, the ``baselines`` table's rows and
-  run names, ``--epochs`` 3 as ``make mtl``): multi-task vs single-task per term, uncertainty
+  run names, ``--epochs`` 3 by default, ``make mtl``'s budget until 2026-11-27 — ``--epochs
+  16`` reads and trains the runs of ``make mtl-baselines`` at today's budget): multi-task vs single-task per term, uncertainty
   vs fixed weighting, AU graph vs linear head, each backbone family, and the MAE-initialised
   ViT against the random ViT at the same fine-tuning budget (its encoder from
   :func:`mae_encoder`);

@@ -1,10 +1,11 @@
 """The LSD ablation on the embedded default: ``make lsd-ablation``.
 
 Rows: super-resolution none / compact / x4plus × hand module off / on, every row with the same
-budget (``--epochs``, the same class-stratified training subset ``--train-limit``, the same
-start ``--init``: the MTL face model by default, ``none`` for the synthetic-only table), each
-through the full recipe of :mod:`challenges.lsd` once per seed (``--seeds``, default 42,1,2;
-cells ``mean ± std``, verdicts against the first row as in :mod:`abaw.evidence`). Reported: macro F1 on the
+budget (``--epochs``, by default ``make lsd``'s ``trainer.max_epochs``; the same
+class-stratified training subset ``--train-limit``; the same start ``--init``: the MTL face
+model by default, ``none`` for the synthetic-only table), each through the full recipe of
+:mod:`challenges.lsd` once per seed (``--seeds``, default 42,1,2; cells ``mean ± std``,
+verdicts against the first row as in :mod:`abaw.evidence`). Reported: macro F1 on the
 real-like validation set and on the hidden-truth test set, beside the oracle ceiling.
 
 x4plus costs seconds per image on a CPU, which is why the ablation trains on a subset by
@@ -103,7 +104,9 @@ def train_row(sr: str, hands: str, *, init: str, epochs: int, train_limit: int,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make lsd-ablation", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=4, help="training epochs for every row")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs for every row (default: make lsd's, trainer.max_epochs "
+                        "of configs/lsd/base.yaml)")
     p.add_argument("--train-limit", type=int, default=1500,
                    help="class-stratified training subset for every row (0 = all)")
     p.add_argument("--sr", default="none,compact,x4plus", help="SR models to compare")
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sr-workers", type=int, default=1)
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
+    if args.epochs is None:
+        args.epochs = LSD.base_epochs()
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:

@@ -94,13 +94,6 @@ def select_rows(text: str, rows: dict[str, tuple]) -> dict[str, tuple]:
     return {name: rows[name] for name in chosen}
 
 
-def default_epochs() -> int:
-    """``make mtl``'s training length: ``trainer.max_epochs`` of :data:`BASE`."""
-    import yaml
-
-    return int(yaml.safe_load(Path(BASE).read_text(encoding="utf-8"))["trainer"]["max_epochs"])
-
-
 def _terms(score: dict) -> dict[str, float]:
     return {"P_MTL": score["P_MTL"], "VA": (score["ccc_valence"] + score["ccc_arousal"]) / 2,
             "EXPR": score["f1_expression"], "AU": score["f1_au"]}
@@ -193,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
     if args.epochs is None:
-        args.epochs = default_epochs()
+        args.epochs = MTL.base_epochs()
     rows = TABLES[args.table]
     try:
         seeds = parse_seeds(args.seeds)

@@ -94,25 +94,29 @@ def test_slug():
     assert slug("EMA of weights (0.99)") == "ema-of-weights-0-99"
 
 
-def test_mtl_tables_default_to_make_mtls_own_epochs(monkeypatch, tmp_path):
-    # the tables are "at make mtl's budget": without --epochs a row trains as many epochs as
-    # configs/mtl/base.yaml does, read from the file (here a copy set to 7)
+@pytest.mark.parametrize("track, module, argv", [
+    ("mtl", "mtl_baselines", ["--rows", DEFAULT_ROW]),
+    ("lsd", "lsd_ablation", ["--sr", "none"]),
+])
+def test_tables_default_to_their_recipes_own_epochs(monkeypatch, tmp_path, track, module, argv):
+    # the tables are "at make mtl's / make lsd's budget": without --epochs a row trains as
+    # many epochs as configs/<track>/base.yaml does, read from the file (here a copy set to 7)
+    import importlib
     from pathlib import Path
 
-    from challenges import mtl_baselines
-
+    table = importlib.import_module(f"challenges.{module}")
     root = Path(__file__).resolve().parents[1]
-    base = tmp_path / "configs/mtl/base.yaml"
+    base = tmp_path / f"configs/{track}/base.yaml"
     base.parent.mkdir(parents=True)
-    text = (root / mtl_baselines.BASE).read_text()
+    text = (root / "configs" / track / "base.yaml").read_text()
     assert "  max_epochs: " in text
     base.write_text("\n".join(("  max_epochs: 7" if line.startswith("  max_epochs: ") else line)
                               for line in text.splitlines()) + "\n")
     monkeypatch.chdir(tmp_path)
     seen = []
-    monkeypatch.setattr(mtl_baselines, "write_table", lambda args, rows, seeds: seen.append(args))
-    assert mtl_baselines.main(["--rows", DEFAULT_ROW]) == 0
-    assert mtl_baselines.main(["--rows", DEFAULT_ROW, "--epochs", "2"]) == 0
+    monkeypatch.setattr(table, "write_table", lambda args, *rest: seen.append(args))
+    assert table.main(argv) == 0
+    assert table.main([*argv, "--epochs", "2"]) == 0
     assert [a.epochs for a in seen] == [7, 2]
 
 
