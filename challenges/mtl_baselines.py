@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
     p.add_argument("--rows", help="comma-separated subset of row names or slugs (default: all), "
-                                  "e.g. 'fixed weighting (1,1,1),AU graph head'")
+                                  "e.g. 'fixed weighting (1,1,1),AU graph head'; the default "
+                                  "row comes along (the verdicts' reference; its finished runs "
+                                  "are read, not rerun)")
     p.add_argument("--synth-size", default="default", choices=list(SIZES))
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
@@ -190,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = TABLES[args.table]
     try:
         seeds = parse_seeds(args.seeds)
-        if args.rows:
-            rows = select_rows(args.rows, rows)
+        if args.rows:  # the default row comes along: the verdicts' reference
+            rows = {DEFAULT_ROW: rows[DEFAULT_ROW]} | select_rows(args.rows, rows)
     except ValueError as err:
         p.error(str(err))
     except KeyError as err:

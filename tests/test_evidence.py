@@ -134,3 +134,17 @@ def test_mtl_table_rows_are_chosen_by_name_even_with_commas_or_by_slug():
         "fixed weighting (1,1,1)", "AU graph head"]
     with pytest.raises(KeyError, match="no such row"):
         select_rows("AU graph head,no such row", rows)
+
+
+def test_mtl_table_of_chosen_rows_keeps_the_default_row_as_reference(monkeypatch):
+    # regression: --rows "AU graph head" wrote a table without the default row, so its verdict
+    # column was blank
+    from challenges import mtl_baselines
+
+    seen = []
+    monkeypatch.setattr(mtl_baselines, "write_table", lambda args, rows, seeds: seen.append(rows))
+    assert mtl_baselines.main(["--rows", "AU graph head", "--epochs", "2"]) == 0
+    assert mtl_baselines.main(["--rows", f"VA only,{DEFAULT_ROW}", "--epochs", "2"]) == 0
+    assert mtl_baselines.main(["--table", "sweep", "--rows", "80 px", "--epochs", "2"]) == 0
+    assert [list(rows) for rows in seen] == [[DEFAULT_ROW, "AU graph head"],
+                                             [DEFAULT_ROW, "VA only"], [DEFAULT_ROW, "80 px"]]
