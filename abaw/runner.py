@@ -56,6 +56,8 @@ log = logging.getLogger("abaw.recipe")
 SYNTH_DIR = Path("data/synth")
 CONFIG_DIR = Path("configs")
 BASE_CONFIG = "base.yaml"
+#: a run folder's record of the training seconds of all its sessions (see :func:`fit`)
+TRAIN_CLOCK = "train_seconds.json"
 #: the run name of a run of the base config alone
 DEFAULT_RUN = "default"
 REPORT_FILE = "report.json"
@@ -411,14 +413,43 @@ def build(run: Run) -> Any:
                      prepare=lambda config: run.challenge.prepare_config(run, config))
 
 
+def earlier_train_seconds(run_dir: Path) -> float:
+    """The training seconds of a run's earlier sessions (:data:`TRAIN_CLOCK`; 0 if none)."""
+    try:
+        return float(json.loads((run_dir / TRAIN_CLOCK).read_text(encoding="utf-8"))["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def train_seconds(report: dict) -> float:
+    """The training seconds in a run's ``report.json``: of all its sessions where recorded
+    (:func:`fit`), else of its training step."""
+    if "train_seconds_all_sessions" in report:
+        return report["train_seconds_all_sessions"]
+    return next(v for k, v in report["seconds"].items() if k.startswith("train"))
+
+
 def fit(run: Run, cli: Any) -> Path:
-    """``trainer.fit`` (resuming ``last.ckpt``); the best checkpoint (else ``last.ckpt``)."""
+    """``trainer.fit`` (resuming ``last.ckpt``); the best checkpoint (else ``last.ckpt``).
+
+    The training seconds of every session of the run add up in ``<run>/train_seconds.json``
+    and go to the report as ``train_seconds_all_sessions``: a run resumed after an
+    interruption, or rerun after it finished (which only predicts again), still reports what
+    its training cost."""
     last = run.checkpoint_dir / "last.ckpt"
-    with run.steps.step(f"train {run.report['config']} → {run.run_dir}"):
-        resume = str(last) if last.is_file() else None
-        if resume:
-            print(f"resuming from {last}", flush=True)
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+    name = f"train {run.report['config']} → {run.run_dir}"
+    earlier = earlier_train_seconds(run.run_dir)
+    try:
+        with run.steps.step(name):
+            resume = str(last) if last.is_file() else None
+            if resume:
+                print(f"resuming from {last}", flush=True)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+    finally:
+        total = round(earlier + run.steps.seconds.get(name, 0.0), 1)
+        run.report["train_seconds_all_sessions"] = total
+        if run.run_dir.is_dir():
+            atomic_write_text(run.run_dir / TRAIN_CLOCK, json.dumps({"seconds": total}) + "\n")
     best = cli.best_checkpoint_callback.best_model_path
     return Path(best) if best and Path(best).is_file() else last
 
@@ -627,5 +658,5 @@ def main(challenge: Challenge, argv: Sequence[str] | None = None) -> int:
 
 __all__ = ["Challenge", "Run", "Steps", "attempt", "attempt_seeds", "build", "ensure_synthetic_data",
            "finish", "finished_report", "fit", "guarded", "main", "matched", "oracle", "parse_args",
-           "predict", "prepare", "run", "save_validation_predictions", "table", "validate",
-           "write_html_report", "write_report"]
+           "predict", "prepare", "run", "save_validation_predictions", "table", "train_seconds",
+           "validate", "write_html_report", "write_report"]

@@ -24,7 +24,14 @@ from pathlib import Path
 
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt_seeds, ensure_synthetic_data, guarded, oracle, write_report
+from abaw.runner import (
+    attempt_seeds,
+    ensure_synthetic_data,
+    guarded,
+    oracle,
+    train_seconds,
+    write_report,
+)
 from abaw.synth.sizes import SIZES
 from abaw.tracks.lsd import LSD
 
@@ -99,7 +106,8 @@ def train_row(sr: str, hands: str, *, init: str, epochs: int, train_limit: int,
             "test_per_class": [r["test"]["f1_per_class"] for r in done],
             "sr_images_per_second": [(r.get("superres") or {}).get("images_per_second")
                                      for r in done],
-            "seconds": [r["seconds"] for r in done]}
+            "seconds": [r["seconds"] for r in done],
+            "train_seconds": [train_seconds(r) for r in done]}
 
 
 def main(argv: list[str] | None = None) -> int:

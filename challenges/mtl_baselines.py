@@ -32,7 +32,14 @@ from pathlib import Path
 
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
-from abaw.runner import attempt_seeds, ensure_synthetic_data, guarded, oracle, write_report
+from abaw.runner import (
+    attempt_seeds,
+    ensure_synthetic_data,
+    guarded,
+    oracle,
+    train_seconds,
+    write_report,
+)
 from abaw.synth.sizes import SIZES
 from abaw.tracks.mtl import MTL
 
@@ -97,11 +104,6 @@ def select_rows(text: str, rows: dict[str, tuple]) -> dict[str, tuple]:
 def _terms(score: dict) -> dict[str, float]:
     return {"P_MTL": score["P_MTL"], "VA": (score["ccc_valence"] + score["ccc_arousal"]) / 2,
             "EXPR": score["f1_expression"], "AU": score["f1_au"]}
-
-
-def train_seconds(report: dict) -> float:
-    """The training step's seconds in a run's ``report.json``."""
-    return next(v for k, v in report["seconds"].items() if k.startswith("train"))
 
 
 def markdown(table: str, epochs: int, results: dict[str, dict]) -> str:

@@ -188,7 +188,7 @@ def _stub_sections(monkeypatch, trained: list[str]) -> None:
         return {"seeds": list(seeds), "runs": [f"lsd-{sr}-{hands}-s{s}" for s in seeds],
                 "validation_with_rule": [f1 + 0.01 * i for i in range(len(seeds))],
                 "test": [f1 + 0.01 * i for i in range(len(seeds))],
-                "seconds": [{"train x": 30.0}] * len(seeds)}
+                "seconds": [{"train x": 30.0}] * len(seeds), "train_seconds": [30.0] * len(seeds)}
 
     def fake_last_mile(runs, out):
         bonus = (0.3 if len(runs) > 1 else 0.0) + {"s42": 0.0, "s1": 0.01, "s2": 0.02,

@@ -22,7 +22,7 @@ from abaw.formats.readers import read_mtl_annotations
 from abaw.formats.submissions import validate_submission
 from abaw.reports.files import VALIDATION_PREDICTIONS
 from abaw.reports.html import SECTIONS
-from abaw.runner import config_files
+from abaw.runner import config_files, train_seconds
 from abaw.scoring import score
 from abaw.tracks.mtl import MTL
 from abaw.vocab import LSD_TEST_LIST, LSD_TEST_TRUTH, MTL_TEST_LIST, MTL_TEST_TRUTH, MTL_VAL_FILE
@@ -62,9 +62,17 @@ def test_mtl_recipe_single_task_writes_a_valid_submission(tmp_path, monkeypatch)
         assert saved["images"].tolist() == list(val.images)
         np.testing.assert_array_equal(saved["truth_expression"], val.expression)
         assert saved["expr_prob"].shape == (len(val), 8)
-    # rerunning the finished run resumes from last.ckpt instead of retraining
+    # rerunning the finished run resumes from last.ckpt instead of retraining, and its report
+    # keeps what the training cost (regression: the rerun's report said 0 s of training)
+    trained = report["train_seconds_all_sessions"]
+    step = next(v for k, v in report["seconds"].items() if k.startswith("train"))
+    assert trained == step > 0
     assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
                      "tiny", "--run", "t", "--", *FAST, "--data.tasks", "[expr]"]) == 0
+    again = json.loads((out / "report.json").read_text())
+    step = next(v for k, v in again["seconds"].items() if k.startswith("train"))
+    assert again["train_seconds_all_sessions"] == pytest.approx(trained + step, abs=0.11)
+    assert train_seconds(again) == again["train_seconds_all_sessions"]
 
 
 def test_mtl_recipe_with_ema_predicts_with_the_averaged_weights(tmp_path, monkeypatch):
