@@ -25,7 +25,7 @@ import importlib
 import os
 import sys
 
-from abaw.errors import AbawError
+from abaw.errors import TERMINATED, AbawError, terminated
 
 #: subcommand -> (module under abaw.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("abaw: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as err:  # SIGTERM inside Lightning would exit 0, as if finished
+        if not terminated(err):
+            raise
+        print("abaw: terminated (SIGTERM)", file=sys.stderr)
+        return TERMINATED
     except OSError as err:  # a file problem (permissions, a loop of links, disk full)
         if os.environ.get("ABAW_DEBUG"):
             raise

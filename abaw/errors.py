@@ -33,3 +33,14 @@ class ConfigError(AbawError):
 
 class AssetError(AbawError):
     """A pretrained-weights asset is missing, unknown or fails its checksum."""
+
+
+#: the exit status of a command stopped by SIGTERM (128 + 15, as a shell reports a killed one)
+TERMINATED = 143
+
+
+def terminated(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning's ``SIGTERMException``: a ``SystemExit`` raised inside
+    ``trainer.fit`` on SIGTERM (a scheduler's pre-emption, ``kill``), which would otherwise
+    end the process with status 0 as if the run had finished."""
+    return type(err).__name__ == "SIGTERMException" and isinstance(err, SystemExit)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from abaw.errors import AbawError
+from abaw.errors import TERMINATED, AbawError, terminated
 from abaw.fileio import atomic_write_text
 from abaw.scoring import ScoreReport
 from abaw.synth.sizes import SIZES
@@ -580,8 +580,8 @@ def run(challenge: Challenge, args: argparse.Namespace) -> dict:
 
 def guarded(body: Callable[[], Any]) -> tuple[int, Any]:
     """``(0, body())``, or the exit status and ``None`` after printing one line — toolkit
-    errors 2, anything unexpected 3 (``ABAW_DEBUG=1`` re-raises); an interruption (130)
-    says how to resume. What a recipe or a table of recipes runs in."""
+    errors 2, anything unexpected 3 (``ABAW_DEBUG=1`` re-raises); an interruption (130) or a
+    SIGTERM (143, never 0) says how to resume. What a recipe or a table of recipes runs in."""
     try:
         return 0, body()
     except AbawError as err:
@@ -591,6 +591,12 @@ def guarded(body: Callable[[], Any]) -> tuple[int, Any]:
         print("abaw: interrupted — rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130, None
+    except SystemExit as err:  # SIGTERM inside Lightning: not a success
+        if not terminated(err):
+            raise
+        print("abaw: terminated (SIGTERM) — rerun the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return TERMINATED, None
     except Exception as err:  # a recipe never ends in a bare traceback
         if os.environ.get("ABAW_DEBUG"):
             raise
@@ -645,7 +651,7 @@ def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
             continue
         status, report = attempt(challenge, [*recipe, "--run", name, "--",
                                              *overrides, "--seed_everything", str(seed)])
-        if status == 130:
+        if status in (130, TERMINATED):
             raise KeyboardInterrupt
         results.append((seed, status, report))
     return results

@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from abaw.errors import AbawError
+from abaw.errors import TERMINATED, AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import ensure_synthetic_data, guarded, oracle, setup_logging, write_report
@@ -84,7 +84,7 @@ def mae_encoder(pretrain: bool = True) -> Path:
     if not pretrain:
         raise AbawError(f"{NEEDS_PRETRAIN}: no {MAE_ENCODER} (run make pretrain first)")
     status = abaw_main(command)
-    if status == 130:
+    if status in (130, TERMINATED):
         raise KeyboardInterrupt
     if status != 0 or not MAE_ENCODER.is_file():
         raise AbawError(f"{NEEDS_PRETRAIN}: `abaw {' '.join(command)}` ended with status "

@@ -520,3 +520,26 @@ def test_os_errors_naming_a_file_are_exit_2(monkeypatch, capsys):
     monkeypatch.delenv("ABAW_DEBUG", raising=False)
     status, _, err = _run(capsys, "score", "lsd", "a", "b")
     assert status == 2 and _one_error_line(err) == "abaw: error: /some/file: Permission denied"
+
+
+def test_sigterm_during_training_ends_with_143_not_0(monkeypatch, capsys):
+    # regression: Lightning turns SIGTERM inside trainer.fit into SIGTERMException, a
+    # SystemExit without a code, so a killed `make mtl` / `abaw mtl fit` exited 0 as if done
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    import abaw.training.cli
+    from abaw.runner import guarded
+
+    def killed(*args, **kwargs):
+        raise SIGTERMException
+
+    assert guarded(killed) == (143, None)
+    assert capsys.readouterr().err.splitlines() == [
+        "abaw: terminated (SIGTERM) — rerun the same command to resume from the last checkpoint"]
+    monkeypatch.setattr(abaw.training.cli, "run_lightning_cli", killed)
+    assert main(["mtl", "fit"]) == 143
+    assert capsys.readouterr().err.splitlines() == ["abaw: terminated (SIGTERM)"]
+    # any other SystemExit (argparse's usage errors) keeps its own status
+    with pytest.raises(SystemExit) as exit_:
+        guarded(lambda: sys.exit(2))
+    assert exit_.value.code == 2
