@@ -15,7 +15,8 @@ Exit status: 0 success; 1 a check found problems (``abaw validate``) or nothing 
 done (``abaw lsd superres`` where every image failed); 2 bad input: errors the toolkit knows
 about (:class:`abaw.errors.AbawError`) and file-system errors naming a file, each printed as
 one line ``abaw: error: ...``; 3 an internal error (a bug), one line, its traceback shown
-only with ``ABAW_DEBUG=1``; 130 interrupted (Ctrl-C), whatever the command.
+only with ``ABAW_DEBUG=1``; 130 interrupted (Ctrl-C), whatever the command; 143 stopped by
+SIGTERM during training.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import importlib
 import os
 import sys
 
-from abaw.errors import TERMINATED, AbawError, terminated
+from abaw.errors import INTERRUPTED, TERMINATED, AbawError, terminated
 
 #: subcommand -> (module under abaw.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("abaw: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except SystemExit as err:  # SIGTERM inside Lightning would exit 0, as if finished
         if not terminated(err):
             raise

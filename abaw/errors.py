@@ -35,8 +35,12 @@ class AssetError(AbawError):
     """A pretrained-weights asset is missing, unknown or fails its checksum."""
 
 
+#: the exit status of a command interrupted by Ctrl-C (128 + 2)
+INTERRUPTED = 130
 #: the exit status of a command stopped by SIGTERM (128 + 15, as a shell reports a killed one)
 TERMINATED = 143
+#: the statuses of a command stopped from outside (what stops a table of runs as a whole)
+STOPPED = (INTERRUPTED, TERMINATED)
 
 
 def terminated(err: BaseException) -> bool:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from abaw.errors import TERMINATED, AbawError, terminated
+from abaw.errors import INTERRUPTED, STOPPED, TERMINATED, AbawError, terminated
 from abaw.fileio import atomic_write_text
 from abaw.scoring import ScoreReport
 from abaw.synth.sizes import SIZES
@@ -214,13 +214,18 @@ class Challenge:
     def default_run_name(self, args: argparse.Namespace, stem: str) -> str:
         return stem
 
+    @property
+    def base_config(self) -> Path:
+        """The track's ``configs/<config_dir or name>/base.yaml``."""
+        return CONFIG_DIR / (self.config_dir or self.name) / BASE_CONFIG
+
     def base_epochs(self) -> int:
         """The training length of the track's recipe: ``trainer.max_epochs`` of its
-        ``configs/<track>/base.yaml`` (what the evidence tables train by default)."""
+        :attr:`base_config` (what the evidence tables train by default)."""
         import yaml
 
-        path = CONFIG_DIR / (self.config_dir or self.name) / BASE_CONFIG
-        return int(yaml.safe_load(path.read_text(encoding="utf-8"))["trainer"]["max_epochs"])
+        text = self.base_config.read_text(encoding="utf-8")
+        return int(yaml.safe_load(text)["trainer"]["max_epochs"])
 
     def synthetic_data(self, args: argparse.Namespace) -> Path:
         """Generate (or reuse) the embedded data; its folder. Only the track's own layout
@@ -324,8 +329,7 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", default=None,
                    help=f"training config (YAML): an overlay stacked on the {BASE_CONFIG} in its "
                         f"folder (or the track's, when its folder has none); repeat to stack "
-                        f"more (default: {CONFIG_DIR}/{challenge.config_dir or challenge.name}/"
-                        f"{BASE_CONFIG} alone)")
+                        f"more (default: {challenge.base_config} alone)")
     p.add_argument("--run", help="run name (default: the last config's stem, 'default' for "
                                  "the base config, plus the embedded data size if not default)")
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
@@ -353,7 +357,7 @@ def config_files(challenge: Challenge, given: Sequence[str] | None) -> list[Path
     an overlay kept elsewhere (a folder without a ``base.yaml``, e.g. the user's own) stacks on
     ``configs/<challenge>/base.yaml``.
     """
-    track_base = CONFIG_DIR / (challenge.config_dir or challenge.name) / BASE_CONFIG
+    track_base = challenge.base_config
     files = [Path(c) for c in (given or [])] or [track_base]
     if files[0].name != BASE_CONFIG:
         beside = files[0].with_name(BASE_CONFIG)
@@ -590,7 +594,7 @@ def guarded(body: Callable[[], Any]) -> tuple[int, Any]:
     except KeyboardInterrupt:
         print("abaw: interrupted — rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
-        return 130, None
+        return INTERRUPTED, None
     except SystemExit as err:  # SIGTERM inside Lightning: not a success
         if not terminated(err):
             raise
@@ -651,7 +655,7 @@ def attempt_seeds(challenge: Challenge, argv: Sequence[str], run: str,
             continue
         status, report = attempt(challenge, [*recipe, "--run", name, "--",
                                              *overrides, "--seed_everything", str(seed)])
-        if status in (130, TERMINATED):
+        if status in STOPPED:
             raise KeyboardInterrupt
         results.append((seed, status, report))
     return results

@@ -11,10 +11,10 @@ of the existing tables:
 
 - ``mtl`` (:func:`challenges.mtl_baselines.train_row`, the ``baselines`` table's rows and
   run names, ``--epochs`` 3 by default, ``make mtl``'s budget until 2026-11-27 — ``--epochs
-  16`` reads and trains the runs of ``make mtl-baselines`` at today's budget): multi-task vs single-task per term, uncertainty
-  vs fixed weighting, AU graph vs linear head, each backbone family, and the MAE-initialised
-  ViT against the random ViT at the same fine-tuning budget (its encoder from
-  :func:`mae_encoder`);
+  16`` reads and trains the runs of ``make mtl-baselines`` at today's budget): multi-task vs
+  single-task per term, uncertainty vs fixed weighting, AU graph vs linear head, each
+  backbone family, and the MAE-initialised ViT against the random ViT at the same
+  fine-tuning budget (its encoder from :func:`mae_encoder`);
 - ``last-mile`` (:func:`challenges.last_mile.last_mile` over the reference row's seed runs):
   its rows (per-AU thresholds, expression biases, temporal smoothing, VA calibration, TTA,
   ... on and off), each against the row above; the ensemble of the seed runs (3 at a time)
@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from abaw.errors import TERMINATED, AbawError
+from abaw.errors import STOPPED, AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import ensure_synthetic_data, guarded, oracle, setup_logging, write_report
@@ -84,7 +84,7 @@ def mae_encoder(pretrain: bool = True) -> Path:
     if not pretrain:
         raise AbawError(f"{NEEDS_PRETRAIN}: no {MAE_ENCODER} (run make pretrain first)")
     status = abaw_main(command)
-    if status in (130, TERMINATED):
+    if status in STOPPED:
         raise KeyboardInterrupt
     if status != 0 or not MAE_ENCODER.is_file():
         raise AbawError(f"{NEEDS_PRETRAIN}: `abaw {' '.join(command)}` ended with status "

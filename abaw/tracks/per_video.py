@@ -9,16 +9,17 @@ head over cached backbone features of consecutive frames (``--temporal gru``) �
 post-processing fitted on validation (:mod:`abaw.postprocess`, ``--post``: temporal
 smoothing for every task, the calibration for VA, expression biases for EXPR, per-AU
 thresholds for AU), reported before and after and as a split-half estimate, saved as JSON
-beside the checkpoint (or the GRU head) → predict the sample file's frames, fill, write and validate the submission →
-summary table and ``report.json``; on the embedded data also the hidden-truth test score,
-the oracle ceiling and the trivial baselines.
+beside the checkpoint (or the GRU head) → predict the sample file's frames, fill, write and
+validate the submission → summary table and ``report.json``; on the embedded data also the
+hidden-truth test score, the oracle ceiling and the trivial baselines.
 
 The order at predict time (the writer, :class:`abaw.training.writer.PerVideoPredictionWriter`):
 the model predicts the frames that have a face crop; the post-processing works on those
 predictions (smoothing by frame number within each video, then calibration / biases /
 thresholds); only then is every other frame of the sample file (or of the validation
-videos) filled with the decision of the nearest predicted frame of its video. The fitting follows the same order
-and scores every labelled frame after filling (``rows`` of :func:`abaw.postprocess.fit_postprocess`).
+videos) filled with the decision of the nearest predicted frame of its video. The fitting
+follows the same order and scores every labelled frame after filling (``rows`` of
+:func:`abaw.postprocess.fit_postprocess`).
 
 Real data: ``make va DATA=/path/to/abaw`` (the folder holding ``VA_Estimation_Challenge/``,
 ``cropped_aligned/`` and ``test_set_examples/`` with the organisers' sample file; EXPR's
