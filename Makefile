@@ -31,10 +31,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	@echo ">> building the virtual environment in $(VENV) (first run: a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[lsd,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[lsd,dev]'
 	# mediapipe's Tasks API runs the hand detector; --no-deps keeps one OpenCV distribution.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'mediapipe==1.2.2'
-	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps 'mediapipe==1.2.2'
+	$(PY) -m pip download -q --disable-pip-version-check --no-cache-dir --no-deps --only-binary=:all: \
 	    --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 \
 	    --platform manylinux1_x86_64 -d $(WHEELHOUSE) $(ASSET_WHEELS)
 	touch $@
