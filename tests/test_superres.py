@@ -43,6 +43,7 @@ def test_outputs_keep_names_paths_and_take_the_size(tmp_path):
     files = _tree(src)
     report = superres.run_superres(src, dst, "compact", size=24, batch=2, progress=False)
     assert (report.total, report.computed, report.cached) == (5, 4, 0)
+    assert report.images_per_second == pytest.approx(4 / report.seconds)
     assert [(p, "not a recognised image format") for p, _ in report.failed] == [
         (src / "b" / "broken.jpg", "not a recognised image format")
     ]
@@ -65,6 +66,8 @@ def test_second_run_is_served_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(superres, "load_upscaler", no_model)
     report = superres.run_superres(src, tmp_path / "two", "compact", size=16, progress=False)
     assert (report.computed, report.cached, len(report.failed)) == (0, 4, 1)
+    # nothing computed has no throughput: not a rate of 0 images per second
+    assert (report.images_per_second, report.rate_text) == (None, "no images computed")
     for name in ("a/1.jpg", "b/c/3.png"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 

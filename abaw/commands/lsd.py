@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         _report_failures(report.failed)
         print(f"superres {args.model}: {report.total} images, {report.computed} computed, "
               f"{report.cached} from cache, {len(report.failed)} skipped, {report.seconds:.1f} s "
-              f"({report.images_per_second:.1f} images/s computed)")
+              f"({report.rate_text})")
         return _outcome("superres", args.src, report.total, report.computed + report.cached,
                         len(report.failed))
     from abaw.lsd.hands import DetectorSettings, detect_folder, write_csv

@@ -61,9 +61,16 @@ class SuperresReport:
     seconds: float = 0.0
 
     @property
-    def images_per_second(self) -> float:
-        """Throughput of the images actually computed (cache hits excluded)."""
-        return self.computed / self.seconds if self.seconds > 0 and self.computed else 0.0
+    def images_per_second(self) -> float | None:
+        """Throughput of the images actually computed (cache hits excluded); ``None`` when
+        nothing was computed (all from the cache), which has no throughput to report."""
+        return self.computed / self.seconds if self.seconds > 0 and self.computed else None
+
+    @property
+    def rate_text(self) -> str:
+        """``images_per_second`` for a log line: ``"1.97 img/s"``, or ``"no images computed"``."""
+        rate = self.images_per_second
+        return "no images computed" if rate is None else f"{rate:.2f} img/s"
 
 
 # ---- the model ----------------------------------------------------------------------------

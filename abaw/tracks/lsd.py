@@ -233,7 +233,7 @@ class Lsd(Challenge):
             out = work / folder / tree.name
             report = run_superres(tree, out, model=args.sr, size=img_size, workers=args.sr_workers)
             print(f"{report.total} images: {report.computed} computed "
-                  f"({report.images_per_second:.2f} img/s), {report.cached} from the cache, "
+                  f"({report.rate_text}), {report.cached} from the cache, "
                   f"{len(report.failed)} failed")
         run.report["superres"] = {"images": report.total, "computed": report.computed,
                                   "cached": report.cached, "failed": len(report.failed),
