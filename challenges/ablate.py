@@ -10,8 +10,9 @@ difference, otherwise **no evidence**). Nothing here is a new recipe — the row
 of the existing tables:
 
 - ``mtl`` (:func:`challenges.mtl_baselines.train_row`, the ``baselines`` table's rows and
-  run names, ``--epochs`` 3 by default, ``make mtl``'s budget until 2026-11-27 — ``--epochs
-  16`` reads and trains the runs of ``make mtl-baselines`` at today's budget): multi-task vs
+  run names, ``--epochs`` by default ``make mtl``'s ``trainer.max_epochs``, 16, so the rows
+  are those of ``make mtl-baselines``; ``--epochs 3`` reads the 3-epoch runs of the budget
+  before 2026-11-27): multi-task vs
   single-task per term, uncertainty vs fixed weighting, AU graph vs linear head, each
   backbone family, and the MAE-initialised ViT against the random ViT at the same
   fine-tuning budget (its encoder from :func:`mae_encoder`);
@@ -47,10 +48,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from abaw.errors import STOPPED, AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import ensure_synthetic_data, guarded, oracle, setup_logging, write_report
+from abaw.tracks.mtl import MTL
 from challenges import last_mile, lsd_ablation, mtl_baselines
 from challenges.mtl_baselines import DEFAULT_ROW, TABLES
 
@@ -142,7 +146,7 @@ class Budget:
     quick: bool
     seeds: tuple[int, ...]
     synth_size: str = "default"
-    mtl_epochs: int = 3
+    mtl_epochs: int = 16
     lsd_epochs: int = 4
     train_limit: int = 1500
     lsd_img_size: int = 112
@@ -464,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the same table on the tiny data, one seed, a tiny budget (shape only)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
-    p.add_argument("--epochs", type=int, default=3, help="MTL training epochs per row")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="MTL training epochs per row (default: make mtl's, trainer.max_epochs "
+                        "of configs/mtl/base.yaml)")
     p.add_argument("--lsd-epochs", type=int, default=4, help="LSD training epochs per row")
     p.add_argument("--train-limit", type=int, default=1500,
                    help="LSD class-stratified training subset per row (0 = all)")
@@ -475,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"folder of ablations.md and ablations.json (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
+    if args.epochs is None:
+        try:
+            args.epochs = MTL.base_epochs()
+        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as err:
+            p.error(f"{MTL.base_config}: cannot read trainer.max_epochs ({err}); "
+                    "give --epochs")
     if args.list:
         for section, slugs in plan().items():
             print(f"{section}: {', '.join(slugs)}")

@@ -250,7 +250,7 @@ def test_the_table_of_every_section(tmp_path, monkeypatch):
                                      "1.000 ± 0.000 (4) | 0.915 ± 0.013 (4) | raw | "
                                      "0.815 ± 0.013 (4) | helps | – |")
     assert post[ENSEMBLE_ROW]["test"] == [{"P_MTL": pytest.approx(1.32)}]
-    assert post[ENSEMBLE_ROW]["runs"] == [" + ".join(f"baselines-e3-multi-task-default-s{s}"
+    assert post[ENSEMBLE_ROW]["runs"] == [" + ".join(f"baselines-e16-multi-task-default-s{s}"
                                                      for s in (42, 1, 2))]
     assert lines[ENSEMBLE_ROW].endswith("| no evidence (1 seed) | – |")
     assert "| LSD oracle ceiling | F1 | 0.950 (1) | – | 1.000 (1) | – | – | – | – |" in text
@@ -283,7 +283,7 @@ def test_an_interruption_stops_the_table(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ablate, "ablate", stop)
-    assert ablate.main([]) == 130
+    assert ablate.main(["--epochs", "1"]) == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "abaw: interrupted — rerun the same command to resume from the last checkpoint")
 
@@ -299,6 +299,26 @@ def test_read_only_trains_nothing(monkeypatch, capsys):
         ablate.main(["--read-only", "--only", "lsd"])
     assert exit_.value.code == 2
     assert "--read-only trains nothing" in capsys.readouterr().err
+
+
+def test_mtl_budget_follows_make_mtl(monkeypatch, tmp_path, capsys):
+    """The MTL rows train make mtl's epochs unless --epochs says otherwise."""
+    budgets = []
+    monkeypatch.setattr(ablate, "ablate", lambda b, selected, out: budgets.append(b))
+    config = tmp_path / "configs/mtl/base.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("trainer:\n  max_epochs: 7\n", encoding="utf-8")
+    monkeypatch.setattr(runner, "CONFIG_DIR", tmp_path / "configs")
+    assert ablate.main(["--read-only"]) == 0
+    assert ablate.main(["--read-only", "--epochs", "3"]) == 0
+    assert [b.mtl_epochs for b in budgets] == [7, 3]
+    assert [b.lsd_epochs for b in budgets] == [4, 4]
+    config.write_text("trainer: {}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        ablate.main(["--read-only"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "cannot read trainer.max_epochs ('max_epochs'); give --epochs")
 
 
 def test_unknown_row_is_one_line(capsys):
