@@ -50,6 +50,7 @@ from pathlib import Path
 
 import yaml
 
+from abaw.argtypes import non_negative_int, positive_int
 from abaw.errors import STOPPED, AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
@@ -468,15 +469,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="the same table on the tiny data, one seed, a tiny budget (shape only)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="MTL training epochs per row (default: make mtl's, trainer.max_epochs "
                         "of configs/mtl/base.yaml)")
-    p.add_argument("--lsd-epochs", type=int, default=4, help="LSD training epochs per row")
-    p.add_argument("--train-limit", type=int, default=1500,
+    p.add_argument("--lsd-epochs", type=positive_int, default=4, help="LSD training epochs per row")
+    p.add_argument("--train-limit", type=non_negative_int, default=1500,
                    help="LSD class-stratified training subset per row (0 = all)")
-    p.add_argument("--lsd-img-size", type=int, default=112,
+    p.add_argument("--lsd-img-size", type=positive_int, default=112,
                    help="LSD input side, also the super-resolution target (default 112)")
-    p.add_argument("--sr-workers", type=int, default=1, help="super-resolution processes")
+    p.add_argument("--sr-workers", type=positive_int, default=1, help="super-resolution processes")
     p.add_argument("--fresh", action="store_true", help="retrain every selected row")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"folder of ablations.md and ablations.json (default {DEFAULT_OUT})")

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from abaw.argtypes import non_negative_int, positive_int
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import (
@@ -112,22 +113,22 @@ def train_row(sr: str, hands: str, *, init: str, epochs: int, train_limit: int,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make lsd-ablation", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="training epochs for every row (default: make lsd's, trainer.max_epochs "
                         "of configs/lsd/base.yaml)")
-    p.add_argument("--train-limit", type=int, default=1500,
+    p.add_argument("--train-limit", type=non_negative_int, default=1500,
                    help="class-stratified training subset for every row (0 = all)")
     p.add_argument("--sr", default="none,compact,x4plus", help="SR models to compare")
     p.add_argument("--hands", default="off,on", help="hand-module settings to compare")
     p.add_argument("--init", default="mtl",
                    help="what every row starts from (as make lsd --init: mtl, none or a checkpoint)")
-    p.add_argument("--img-size", type=int,
+    p.add_argument("--img-size", type=positive_int,
                    help="input side of every row, also the super-resolution target "
                         "(default: the config's, 64)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
                    help="comma-separated seed_everything values, one run each (default 42,1,2)")
     p.add_argument("--synth-size", default="default", choices=list(SIZES))
-    p.add_argument("--sr-workers", type=int, default=1)
+    p.add_argument("--sr-workers", type=positive_int, default=1)
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
     if args.epochs is None:

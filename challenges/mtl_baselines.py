@@ -30,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from abaw.argtypes import positive_int
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import (
@@ -177,7 +178,7 @@ def train_row(prefix: str, name: str, spec: tuple[str, list[str], str], *, epoch
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make mtl-baselines", description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="baselines", choices=list(TABLES))
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"training epochs for every row (default: make mtl's, trainer.max_epochs "
                         f"of {BASE})")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from abaw import vocab
+from abaw.argtypes import non_negative_int, positive_int
 from abaw.errors import AbawError
 from abaw.runner import DEFAULT_RUN, REPORT_FILE, Challenge, Run, matched, oracle
 from abaw.scoring import score_lsd
@@ -155,9 +156,9 @@ class Lsd(Challenge):
                             "MediaPipe detector's flags")
         p.add_argument("--no-detector", action="store_true",
                        help="skip the MediaPipe hand detector pass (needs --occlusion-source head)")
-        p.add_argument("--train-limit", type=int, default=0,
+        p.add_argument("--train-limit", type=non_negative_int, default=0,
                        help="train on a class-stratified subset of this many images (0 = all)")
-        p.add_argument("--sr-workers", type=int, default=1, help="super-resolution processes")
+        p.add_argument("--sr-workers", type=positive_int, default=1, help="super-resolution processes")
         p.add_argument("--adabn", default="none", choices=["none", "target"],
                        help="target = recompute the BatchNorm statistics on the (unlabelled) "
                             "validation and test images after training (AdaBN)")
