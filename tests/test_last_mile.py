@@ -44,6 +44,24 @@ def test_tta_averages_the_flipped_view() -> None:
     assert module.predict_step(None, 0) is None
 
 
+class _Half(ChallengeModule):
+    """Outputs in bfloat16, as a bf16-mixed (GPU config) run's heads do."""
+
+    def predict_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"p": (images[:, 0, 0, 0] / 3).to(torch.bfloat16)}
+
+
+def test_bf16_outputs_become_float32_rows() -> None:
+    # the writer turns rows into numpy arrays, which have no bfloat16: a bf16-mixed run used to
+    # train, then stop at its first prediction ("Got unsupported ScalarType BFloat16")
+    module = _Half()
+    images = torch.zeros(2, 3, 4, 4)
+    images[:, 0, 0, 0] = torch.tensor([1.0, 3.0])
+    rows = module.predict_step({"image": images, "index": torch.tensor([0, 1])}, 0)
+    assert rows["p"].dtype == torch.float32
+    assert rows["p"].numpy().tolist() == [torch.tensor(1 / 3).to(torch.bfloat16).item(), 1.0]
+
+
 def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     threads = torch.get_num_threads()

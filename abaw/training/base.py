@@ -79,7 +79,9 @@ class ChallengeModule(pl.LightningModule):
         images = batch["image"]
         views = [self.predict_outputs(images)]
         views += [self.predict_outputs(TTA_VIEWS[name](images)) for name in self.predict_tta]
-        result = {key: torch.stack([view[key] for view in views]).mean(dim=0)
+        # float32 rows whatever the precision (bf16-mixed gives bf16 outputs, which numpy
+        # cannot hold); views are averaged in float32 too
+        result = {key: torch.stack([view[key].float() for view in views]).mean(dim=0)
                   for key in views[0]}
         result["index"] = batch["index"]
         return result
