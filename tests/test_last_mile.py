@@ -109,3 +109,26 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     assert not np.allclose(raw, flipped)
     both = load_predictions(out / "8-auto-2-run-ensemble-with-tta/predictions.npz").arrays["va"]
     assert np.allclose(both, flipped, atol=1e-12)
+
+
+def test_the_gpu_overlay_runs_end_to_end_in_bf16(tmp_path, monkeypatch):
+    # configs/mtl/gpu.yaml trains in bf16-mixed; on a CPU the same precision runs, so its
+    # whole recipe (train, predict validation and test, post-process, write) is checked here
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert mtl.main(["--config", str(ROOT / "configs/mtl/gpu.yaml"), "--synth-size", "tiny",
+                         "--run", "bf16", "--", "--trainer.accelerator", "cpu",
+                         "--trainer.max_epochs", "1", "--data.batch_size", "16",
+                         "--data.img_size", "64"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    run = tmp_path / "submissions/mtl/bf16"
+    config = json.loads((run / "report.json").read_text())["config"]
+    assert "gpu.yaml" in str(config)
+    validation = load_predictions(run / "validation_predictions.npz")
+    assert all(array.dtype == np.float64 and np.isfinite(array).all()
+               for array in validation.arrays.values())
+    data = tmp_path / "data/synth-tiny/mtl"
+    assert validate_submission("mtl", run / "submission.txt", test_list=data / MTL_TEST_LIST) == []
