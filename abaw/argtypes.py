@@ -5,6 +5,13 @@ usage error (one line, exit 2) before anything runs — not an endless Lightning
 from __future__ import annotations
 
 import argparse
+from typing import Protocol
+
+from abaw.errors import AbawError
+
+
+class _HasBaseEpochs(Protocol):
+    def base_epochs(self) -> int: ...
 
 
 def _integer(text: str) -> int:
@@ -28,3 +35,12 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def config_epochs(parser: argparse.ArgumentParser, challenge: _HasBaseEpochs) -> int:
+    """``challenge.base_epochs()`` (its recipe's ``trainer.max_epochs``) for a table command's
+    ``--epochs`` default, or a one-line usage error naming the config (exit 2)."""
+    try:
+        return challenge.base_epochs()
+    except AbawError as err:
+        parser.error(f"{err}; give --epochs")

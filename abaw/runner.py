@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abaw.argtypes import non_negative_int
 from abaw.errors import INTERRUPTED, STOPPED, TERMINATED, AbawError, terminated
 from abaw.fileio import atomic_write_text
 from abaw.scoring import ScoreReport
@@ -221,11 +222,27 @@ class Challenge:
 
     def base_epochs(self) -> int:
         """The training length of the track's recipe: ``trainer.max_epochs`` of its
-        :attr:`base_config` (what the evidence tables train by default)."""
+        :attr:`base_config` (what the evidence tables train by default). An unreadable
+        config, or a value that is not a whole number ≥ 1, raises :class:`AbawError` naming
+        the file."""
         import yaml
 
-        text = self.base_config.read_text(encoding="utf-8")
-        return int(yaml.safe_load(text)["trainer"]["max_epochs"])
+        try:
+            text = self.base_config.read_text(encoding="utf-8")
+            value = yaml.safe_load(text)["trainer"]["max_epochs"]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise AbawError(f"{self.base_config}: cannot read trainer.max_epochs "
+                            f"({type(err).__name__})") from None
+        except KeyError as err:
+            raise AbawError(f"{self.base_config}: cannot read trainer.max_epochs "
+                            f"(no key {err})") from None
+        except TypeError:
+            raise AbawError(f"{self.base_config}: cannot read trainer.max_epochs "
+                            "(not a mapping)") from None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AbawError(f"{self.base_config}: trainer.max_epochs must be a whole number "
+                            f"≥ 1, got {value!r}")
+        return value
 
     def synthetic_data(self, args: argparse.Namespace) -> Path:
         """Generate (or reuse) the embedded data; its folder. Only the track's own layout
@@ -335,7 +352,8 @@ def parser(challenge: Challenge) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="discard an earlier run of that name")
     p.add_argument("--synth-size", default="default", choices=list(SIZES),
                    help="size of the embedded data (tiny: seconds, for smoke tests)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the embedded data")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the embedded data (0 or more)")
     challenge.add_arguments(p)
     p.add_argument("overrides", nargs=argparse.REMAINDER,
                    help="after '--': LightningCLI overrides, e.g. -- --trainer.max_epochs 2")

@@ -48,9 +48,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
-from abaw.argtypes import non_negative_int, positive_int
+from abaw.argtypes import config_epochs, non_negative_int, positive_int
 from abaw.errors import STOPPED, AbawError
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
@@ -482,16 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"folder of ablations.md and ablations.json (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
-    if args.epochs is None:
-        try:
-            args.epochs = MTL.base_epochs()
-        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as err:
-            p.error(f"{MTL.base_config}: cannot read trainer.max_epochs ({err}); "
-                    "give --epochs")
     if args.list:
         for section, slugs in plan().items():
             print(f"{section}: {', '.join(slugs)}")
         return 0
+    if args.epochs is None:
+        args.epochs = config_epochs(p, MTL)
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from abaw.argtypes import non_negative_int, positive_int
+from abaw.argtypes import config_epochs, non_negative_int, positive_int
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import (
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
     if args.epochs is None:
-        args.epochs = LSD.base_epochs()
+        args.epochs = config_epochs(p, LSD)
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from abaw.argtypes import positive_int
+from abaw.argtypes import config_epochs, positive_int
 from abaw.evidence import DEFAULT_SEEDS, cell, parse_seeds, slug, verdict
 from abaw.fileio import atomic_write_text
 from abaw.runner import (
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="retrain every row from scratch")
     args = p.parse_args(argv)
     if args.epochs is None:
-        args.epochs = MTL.base_epochs()
+        args.epochs = config_epochs(p, MTL)
     rows = TABLES[args.table]
     try:
         seeds = parse_seeds(args.seeds)

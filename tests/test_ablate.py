@@ -317,8 +317,12 @@ def test_mtl_budget_follows_make_mtl(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         ablate.main(["--read-only"])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "cannot read trainer.max_epochs ('max_epochs'); give --epochs")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"make ablate: error: {config}: cannot read trainer.max_epochs (no key 'max_epochs'); "
+        "give --epochs")
+    # --list reads no config: it lists the plan
+    assert ablate.main(["--list"]) == 0
+    assert capsys.readouterr().out.startswith("mtl: ")
 
 
 def test_unknown_row_is_one_line(capsys):

@@ -7,8 +7,11 @@ import argparse
 
 import pytest
 
-from abaw import cli
+from abaw import cli, runner
 from abaw.argtypes import non_negative_int, positive_int
+from abaw.errors import AbawError
+from abaw.tracks.lsd import LSD
+from abaw.tracks.mtl import MTL
 from challenges import ablate, lsd_ablation, mtl_baselines
 
 
@@ -37,6 +40,20 @@ def test_the_types():
      "argument --train-limit: must be 0 or more, got -3"),
     (lambda argv: cli.main(["run", "lsd", *argv]), ["--sr-workers", "0"],
      "argument --sr-workers: must be 1 or more, got 0"),
+    (lambda argv: cli.main(["run", "mtl", *argv]), ["--seed", "-2"],
+     "argument --seed: must be 0 or more, got -2"),
+    (lambda argv: cli.main(["synth", "out", *argv]), ["--workers", "0"],
+     "argument --workers: must be 1 or more, got 0"),
+    (lambda argv: cli.main(["synth", "out", *argv]), ["--seed", "-1"],
+     "argument --seed: must be 0 or more, got -1"),
+    (lambda argv: cli.main(["lsd", "superres", "a", "b", *argv]), ["--size", "0"],
+     "argument --size: must be 1 or more, got 0"),
+    (lambda argv: cli.main(["lsd", "superres", "a", "b", *argv]), ["--batch", "-4"],
+     "argument --batch: must be 1 or more, got -4"),
+    (lambda argv: cli.main(["lsd", "superres", "a", "b", *argv]), ["--tile", "-1"],
+     "argument --tile: must be 0 or more, got -1"),
+    (lambda argv: cli.main(["lsd", "superres", "a", "b", *argv]), ["--workers", "0"],
+     "argument --workers: must be 1 or more, got 0"),
 ])
 def test_bad_counts_stop_before_anything_runs(main, argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -45,3 +62,42 @@ def test_bad_counts_stop_before_anything_runs(main, argv, message, tmp_path, mon
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(message)
     assert list(tmp_path.iterdir()) == []  # no data, run folder or table was made
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trainer:\n  max_epochs: 7\n", None),
+    ("trainer: {}\n", "cannot read trainer.max_epochs (no key 'max_epochs')"),
+    ("", "cannot read trainer.max_epochs (not a mapping)"),
+    ("trainer: 3\n", "cannot read trainer.max_epochs (not a mapping)"),
+    ("trainer: [1\n", "cannot read trainer.max_epochs (ParserError)"),
+    ("trainer:\n  max_epochs: -1\n", "trainer.max_epochs must be a whole number ≥ 1, got -1"),
+    ("trainer:\n  max_epochs: 2.5\n", "trainer.max_epochs must be a whole number ≥ 1, got 2.5"),
+    ("trainer:\n  max_epochs: true\n", "trainer.max_epochs must be a whole number ≥ 1, got True"),
+    (b"\xff\xfe", "cannot read trainer.max_epochs (UnicodeDecodeError)"),
+    (None, "cannot read trainer.max_epochs (FileNotFoundError)"),
+])
+def test_every_table_reads_its_recipe_epochs_or_says_why_not(text, message, tmp_path, monkeypatch,
+                                                             capsys):
+    monkeypatch.setattr(runner, "CONFIG_DIR", tmp_path / "configs")
+    tables = {"mtl": (ablate.main, "make ablate"), "lsd": (lsd_ablation.main, "make lsd-ablation")}
+    for challenge, track in ((MTL, "mtl"), (LSD, "lsd")):
+        config = tmp_path / f"configs/{track}/base.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            config.write_bytes(text)
+        elif text is not None:
+            config.write_text(text, encoding="utf-8")
+        if message is None:
+            assert challenge.base_epochs() == 7
+            continue
+        with pytest.raises(AbawError) as err:
+            challenge.base_epochs()
+        assert str(err.value) == f"{config}: {message}"
+        mains = [tables[track]] + ([(mtl_baselines.main, "make mtl-baselines")]
+                                   if track == "mtl" else [])
+        for main, prog in mains:
+            with pytest.raises(SystemExit) as exit_:
+                main(["--read-only"] if main is ablate.main else [])
+            assert exit_.value.code == 2
+            assert capsys.readouterr().err.splitlines()[-1] == (
+                f"{prog}: error: {config}: {message}; give --epochs")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from abaw.argtypes import non_negative_int, positive_int
 from abaw.errors import AbawError
 from abaw.fileio import check_writable_folder
 
@@ -17,10 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sr.add_argument("dst", type=Path, help="output folder (mirrors SRC)")
     sr.add_argument("--model", choices=("compact", "x4plus"), default="compact",
                     help="compact: SRVGGNetCompact, about 45-90x faster (make bench); x4plus: RRDBNet, the quality model")
-    sr.add_argument("--size", type=int, default=112, help="output side in pixels (the training resolution)")
-    sr.add_argument("--batch", type=int, default=16, help="images per forward pass")
-    sr.add_argument("--tile", type=int, default=0, help="tile side for large inputs (0 = no tiling)")
-    sr.add_argument("--workers", type=int, default=1, help="processes (1 = one process using all torch threads)")
+    sr.add_argument("--size", type=positive_int, default=112, help="output side in pixels (the training resolution)")
+    sr.add_argument("--batch", type=positive_int, default=16, help="images per forward pass")
+    sr.add_argument("--tile", type=non_negative_int, default=0, help="tile side for large inputs (0 = no tiling)")
+    sr.add_argument("--workers", type=positive_int, default=1, help="processes (1 = one process using all torch threads)")
     sr.add_argument("--device", default="cpu", help="cpu or cuda")
     sr.add_argument("--cache-dir", type=Path, default=None, help="result cache (default $ABAW_CACHE_DIR/lsd)")
     sr.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,18 +14,20 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from abaw.argtypes import non_negative_int, positive_int
     from abaw.synth.sizes import SIZES
 
     parser.add_argument("out", help="output folder (mtl/, lsd/, per_video/ are created in it)")
     parser.add_argument("--size", choices=tuple(SIZES), default="default",
                         help="how much data: tiny (tests, seconds), small (learning tests, ~10 s) "
                              "or default (~30k images)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed, 0 or more (same seed, same bytes)")
     parser.add_argument("--edition", type=int, choices=(5, 6), default=6,
                         help="ABAW edition whose names the per-video layout uses: 5 "
                              "(EXPR_Classification_Challenge, CVPR_5th_ABAW_* sample files) or "
                              "6 (EXPR_Recognition_Challenge, CVPR_6th_ABAW_*; the default)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="render processes (default: CPU count; output does not depend on it)")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/preview.png, a contact sheet of the faces")
@@ -44,12 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from abaw.synth.oracle import oracle_report, summary_lines
     from abaw.synth.preview import write_preview
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if not args.out.strip():
         raise ConfigError("OUT is an empty path; give an output folder (e.g. data/synth)")
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     out = Path(args.out)
     manifest = generate(out, size=args.size, seed=args.seed, workers=args.workers,
                         progress=not args.quiet, edition=args.edition)

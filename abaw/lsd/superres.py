@@ -243,7 +243,8 @@ def run_superres(
     if model not in MODELS:
         raise ConfigError(f"unknown super-resolution model {model!r}; choose from {', '.join(MODELS)}")
     if size < 1 or batch < 1 or workers < 1 or tile < 0:
-        raise ConfigError("--size, --batch and --workers must be positive and --tile >= 0")
+        raise ConfigError(f"size, batch and workers must be 1 or more and tile 0 or more, got "
+                          f"size={size}, batch={batch}, workers={workers}, tile={tile}")
     check_device(device)
     started = time.perf_counter()
     cache = ResultCache("superres", cache_root)
