@@ -62,27 +62,23 @@ def test_bf16_outputs_become_float32_rows() -> None:
     assert rows["p"].numpy().tolist() == [torch.tensor(1 / 3).to(torch.bfloat16).item(), 1.0]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
-                         "tiny", "--run", "r1", "--", *FAST]) == 0
-        run = tmp_path / "submissions/mtl/r1"
-        report = json.loads((run / "report.json").read_text())
-        # the runner saved the raw validation predictions beside the test ones
-        validation = load_predictions(run / "validation_predictions.npz")
-        assert set(validation.arrays) == {"va", "expr_prob", "au_prob"}
-        assert report["predictions"]["validation"] == "submissions/mtl/r1/validation_predictions.npz"
-        # an ensemble of one run is that run: the same submission, byte for byte
-        assert abaw_main(["ensemble", str(run), "--out", str(tmp_path / "one")]) == 0
-        assert (tmp_path / "one/submission.txt").read_bytes() == \
-            (run / "submission.txt").read_bytes()
-        shutil.copytree(run, tmp_path / "submissions/mtl/r2")  # a second member
-        assert last_mile.main(["--runs", "r1", "r2"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert mtl.main(["--config", str(ROOT / "configs/mtl/base.yaml"), "--synth-size",
+                     "tiny", "--run", "r1", "--", *FAST]) == 0
+    run = tmp_path / "submissions/mtl/r1"
+    report = json.loads((run / "report.json").read_text())
+    # the runner saved the raw validation predictions beside the test ones
+    validation = load_predictions(run / "validation_predictions.npz")
+    assert set(validation.arrays) == {"va", "expr_prob", "au_prob"}
+    assert report["predictions"]["validation"] == "submissions/mtl/r1/validation_predictions.npz"
+    # an ensemble of one run is that run: the same submission, byte for byte
+    assert abaw_main(["ensemble", str(run), "--out", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "one/submission.txt").read_bytes() == \
+        (run / "submission.txt").read_bytes()
+    shutil.copytree(run, tmp_path / "submissions/mtl/r2")  # a second member
+    assert last_mile.main(["--runs", "r1", "r2"]) == 0
     out = tmp_path / "submissions/mtl/last-mile"
     table = (out / "last_mile.md").read_text()
     labels = [row["label"] for row in json.loads((out / "last_mile.json").read_text())["rows"]]
@@ -111,19 +107,15 @@ def test_last_mile_writes_its_table(tmp_path, monkeypatch):
     assert np.allclose(both, flipped, atol=1e-12)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_the_gpu_overlay_runs_end_to_end_in_bf16(tmp_path, monkeypatch):
     # configs/mtl/gpu.yaml trains in bf16-mixed; on a CPU the same precision runs, so its
     # whole recipe (train, predict validation and test, post-process, write) is checked here
     monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert mtl.main(["--config", str(ROOT / "configs/mtl/gpu.yaml"), "--synth-size", "tiny",
-                         "--run", "bf16", "--", "--trainer.accelerator", "cpu",
-                         "--trainer.max_epochs", "1", "--data.batch_size", "16",
-                         "--data.img_size", "64"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert mtl.main(["--config", str(ROOT / "configs/mtl/gpu.yaml"), "--synth-size", "tiny",
+                     "--run", "bf16", "--", "--trainer.accelerator", "cpu",
+                     "--trainer.max_epochs", "1", "--data.batch_size", "16",
+                     "--data.img_size", "64"]) == 0
     run = tmp_path / "submissions/mtl/bf16"
     config = json.loads((run / "report.json").read_text())["config"]
     assert "gpu.yaml" in str(config)
